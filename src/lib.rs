@@ -1,0 +1,21 @@
+//! podfwd: a userspace node data plane for Kubernetes pod networks.
+//!
+//! It forwards pod traffic between nodes the way flannel's host-gw and VXLAN backends do,
+//! but in userspace. The crate is laid out along the data path:
+//!
+//! - [`wire`]: zero-copy views over Ethernet, IPv4, UDP and VXLAN headers.
+//! - [`lpm`]: the lock-free longest-prefix-match table (pod subnets -> next-hop ids).
+//! - [`nexthop`]: what a next-hop id means (host-gw, connected, VXLAN, local, drop) and
+//!   the precomputed rewrite data the workers apply.
+//! - [`pipeline`]: the I/O-free per-batch processing: parse, look up, rewrite, encap, decap.
+//! - [`config`] and [`plan`]: the node's TOML configuration and the resolved plan.
+//! - [`cli`]: the `podfwd` command line.
+
+pub mod cli;
+pub mod config;
+pub mod counters;
+pub mod lpm;
+pub mod nexthop;
+pub mod pipeline;
+pub mod plan;
+pub mod wire;
