@@ -41,7 +41,9 @@ impl fmt::Debug for MacAddr {
 
 /// Error parsing a MAC address from text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid MAC address {0:?}: expected six hex octets separated by ':', like 0e:00:00:00:00:0a")]
+#[error(
+    "invalid MAC address {0:?}: expected six hex octets separated by ':', like 0e:00:00:00:00:0a"
+)]
 pub struct ParseMacError(pub String);
 
 impl FromStr for MacAddr {
@@ -232,7 +234,13 @@ mod tests {
     fn mac_parses_and_prints() {
         let m: MacAddr = "0E:00:00:00:00:0a".parse().unwrap();
         assert_eq!(m.to_string(), "0e:00:00:00:00:0a");
-        for bad in ["", "0e:00:00:00:00", "0e:00:00:00:00:0a:01", "0e:00:00:00:00:zz", "e:00:00:00:00:0a0"] {
+        for bad in [
+            "",
+            "0e:00:00:00:00",
+            "0e:00:00:00:00:0a:01",
+            "0e:00:00:00:00:zz",
+            "e:00:00:00:00:0a0",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
         }
     }
