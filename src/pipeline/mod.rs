@@ -1,1 +1,479 @@
-//! (placeholder: being written)
+//! The I/O-free data path: a function over a batch of frames.
+//!
+//! Backends (AF_XDP, TUN) lend frames as [`Packet`]s: a byte buffer with headroom, the
+//! offset and length of the Ethernet frame in it, and the port it arrived on. For each
+//! frame [`Pipeline::process`] decides a [`Verdict`] and rewrites the frame in place:
+//!
+//! - host-gw / local pods: dst MAC = next hop, src MAC = egress port, TTL-1 (RFC 1624);
+//! - VXLAN encap: inner MACs = VTEPs, TTL-1, outer Ethernet/IPv4/UDP/VXLAN written into
+//!   the headroom in front of the frame (the payload is never copied);
+//! - VXLAN decap: the outer headers are validated and skipped, the inner packet forwarded.
+//!
+//! The batch runs in three passes, as DPDK's l3fwd does: parse all frames and collect
+//! destination addresses, look them all up in one LPM call (misses overlap), then rewrite.
+//! Nothing here allocates, locks, or formats; drops are counted by [`DropReason`].
+
+pub mod fib;
+
+pub use fib::{Adjacency, Fib, FibError, FibParams, FibSnapshot, FibWriter, PortInfo};
+
+use crate::counters::{Counters, DropReason};
+use crate::nexthop::{NextHopId, PortId};
+use crate::wire::{checksum, ethernet, ipv4, udp, vxlan, MacAddr, WireError};
+
+/// The most frames one call processes at a time (larger inputs are chunked).
+pub const MAX_BATCH: usize = 256;
+
+/// Headroom a backend must leave in front of a frame so it can be encapsulated in place.
+pub const ENCAP_HEADROOM: usize = vxlan::ENCAP_OVERHEAD;
+
+/// A frame lent by a backend for one batch.
+#[derive(Debug)]
+pub struct Packet<'a> {
+    /// The whole buffer, headroom included.
+    pub buf: &'a mut [u8],
+    /// Offset of the Ethernet header in `buf`. Encapsulation moves it back by 50 bytes,
+    /// decapsulation forward.
+    pub offset: usize,
+    /// Length of the frame from `offset`.
+    pub len: usize,
+    /// The port the frame arrived on.
+    pub ingress: PortId,
+}
+
+impl<'a> Packet<'a> {
+    /// The frame's bytes.
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.offset..self.offset + self.len]
+    }
+}
+
+/// What to do with a frame after the pipeline ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the (rewritten) frame on this port.
+    Tx(PortId),
+    /// Not forwarded here: give it to the node's network stack (TTL expired, destination
+    /// is the node itself, or a `Local` route).
+    ToKernel,
+    /// Dropped, for this reason (already counted).
+    Drop(DropReason),
+}
+
+/// The node's own parameters the data path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeParams {
+    /// This node's underlay address (VXLAN source, decap destination).
+    pub node_ip: std::net::Ipv4Addr,
+    /// The uplink port: the only port that accepts VXLAN.
+    pub uplink: PortId,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// VXLAN UDP destination port.
+    pub vxlan_port: u16,
+    /// This node's VTEP MAC (inner source MAC; decap accepts only frames to it).
+    pub vtep_mac: MacAddr,
+}
+
+/// One worker's pipeline: the node parameters and a read handle on the FIB.
+pub struct Pipeline {
+    node: NodeParams,
+    node_ip: u32,
+    fib: Fib,
+}
+
+/// Where a frame stands after the parse pass.
+#[derive(Clone, Copy)]
+struct Parsed {
+    /// Offset of the (inner, after decap) IPv4 header in the buffer.
+    l3: usize,
+}
+
+impl Pipeline {
+    pub fn new(node: NodeParams, fib: Fib) -> Self {
+        Pipeline {
+            node_ip: u32::from(node.node_ip),
+            node,
+            fib,
+        }
+    }
+
+    pub fn node(&self) -> &NodeParams {
+        &self.node
+    }
+
+    /// Processes a batch: `verdicts[i]` receives the verdict for `pkts[i]` (the slices must
+    /// be the same length; extra verdict slots are left alone). Counts into `ctrs`.
+    pub fn process(&self, pkts: &mut [Packet<'_>], verdicts: &mut [Verdict], ctrs: &mut Counters) {
+        let n = pkts.len().min(verdicts.len());
+        let mut start = 0;
+        while start < n {
+            let end = (start + MAX_BATCH).min(n);
+            self.process_chunk(&mut pkts[start..end], &mut verdicts[start..end], ctrs);
+            start = end;
+        }
+    }
+
+    fn process_chunk(
+        &self,
+        pkts: &mut [Packet<'_>],
+        verdicts: &mut [Verdict],
+        ctrs: &mut Counters,
+    ) {
+        debug_assert!(pkts.len() <= MAX_BATCH);
+        ctrs.batches += 1;
+        ctrs.rx += pkts.len() as u64;
+
+        // The FIB snapshot (adjacencies, known VTEPs) is loaded once per batch.
+        let snap = self.fib.snapshot.load();
+
+        // Pass 1: parse, decapsulate, collect destinations of frames that need a lookup.
+        let mut idx = [0u16; MAX_BATCH];
+        let mut addrs = [0u32; MAX_BATCH];
+        let mut parsed = [Parsed { l3: 0 }; MAX_BATCH];
+        let mut n = 0;
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            match self.parse(pkt, &snap, ctrs) {
+                Ok((p, dst)) => {
+                    idx[n] = i as u16;
+                    addrs[n] = dst;
+                    parsed[n] = p;
+                    n += 1;
+                }
+                Err(v) => verdicts[i] = v,
+            }
+        }
+
+        // Pass 2: one batched lookup.
+        let mut nhs = [None; MAX_BATCH];
+        let lpm = self.fib.lpm.pin();
+        lpm.lookup_batch(&addrs[..n], &mut nhs[..n]);
+
+        // Pass 3: rewrite.
+        for k in 0..n {
+            let i = usize::from(idx[k]);
+            verdicts[i] = self.forward(&mut pkts[i], parsed[k], nhs[k], &snap, ctrs);
+        }
+    }
+
+    /// Validates the frame and, for VXLAN to us, the outer headers; returns where the IPv4
+    /// header to route is and its destination, or a final verdict (already counted).
+    fn parse(
+        &self,
+        pkt: &mut Packet<'_>,
+        snap: &FibSnapshot,
+        ctrs: &mut Counters,
+    ) -> Result<(Parsed, u32), Verdict> {
+        let drop = |ctrs: &mut Counters, r: DropReason| {
+            ctrs.drop(r);
+            Err(Verdict::Drop(r))
+        };
+        let end = match pkt.offset.checked_add(pkt.len) {
+            Some(e) if e <= pkt.buf.len() => e,
+            _ => return drop(ctrs, DropReason::Malformed),
+        };
+        let frame = &pkt.buf[pkt.offset..end];
+        let l3 = match check_ipv4_frame(frame) {
+            Ok(()) => pkt.offset + ethernet::HEADER_LEN,
+            Err(r) => return drop(ctrs, r),
+        };
+        let ip = ipv4::Packet::new_unchecked(&pkt.buf[l3..end]);
+        let dst = ip.dst_u32();
+        if dst != self.node_ip {
+            return Ok((Parsed { l3 }, dst));
+        }
+        // Addressed to this node: VXLAN from the uplink is ours, the rest is the kernel's.
+        if pkt.ingress != self.node.uplink || ip.protocol() != ipv4::protocol::UDP {
+            ctrs.to_kernel += 1;
+            return Err(Verdict::ToKernel);
+        }
+        let ip_end = l3 + usize::from(ip.total_len());
+        let l4 = l3 + ip.header_len();
+        let udp = match udp::Packet::new_checked(&pkt.buf[l4..ip_end]) {
+            Ok(u) => u,
+            Err(_) => return drop(ctrs, DropReason::BadVxlan),
+        };
+        if udp.dst_port() != self.node.vxlan_port {
+            ctrs.to_kernel += 1;
+            return Err(Verdict::ToKernel);
+        }
+        if ip.is_fragment() {
+            return drop(ctrs, DropReason::Fragment);
+        }
+        let udp_end = l4 + usize::from(udp.len());
+        let vx_off = l4 + udp::HEADER_LEN;
+        let vx = match vxlan::Packet::new_checked(&pkt.buf[vx_off..udp_end]) {
+            Ok(v) => v,
+            Err(_) => return drop(ctrs, DropReason::BadVxlan),
+        };
+        if vx.vni() != self.node.vni {
+            return drop(ctrs, DropReason::BadVni);
+        }
+        if !snap.is_known_vtep(ip.src_u32()) {
+            return drop(ctrs, DropReason::UnknownVtep);
+        }
+        let inner_off = vx_off + vxlan::HEADER_LEN;
+        let inner = &pkt.buf[inner_off..udp_end];
+        if let Err(r) = check_ipv4_frame(inner) {
+            return drop(ctrs, r);
+        }
+        if ethernet::Frame::new_unchecked(inner).dst_addr() != self.node.vtep_mac {
+            return drop(ctrs, DropReason::WrongInnerMac);
+        }
+        let inner_ip = ipv4::Packet::new_unchecked(&inner[ethernet::HEADER_LEN..]);
+        let inner_dst = inner_ip.dst_u32();
+        let inner_total = usize::from(inner_ip.total_len());
+        ctrs.decapsulated += 1;
+        pkt.offset = inner_off;
+        pkt.len = ethernet::HEADER_LEN + inner_total;
+        Ok((
+            Parsed {
+                l3: inner_off + ethernet::HEADER_LEN,
+            },
+            inner_dst,
+        ))
+    }
+
+    /// Applies the route's adjacency to a parsed frame and counts the outcome.
+    #[inline]
+    fn forward(
+        &self,
+        pkt: &mut Packet<'_>,
+        p: Parsed,
+        nh: Option<NextHopId>,
+        snap: &FibSnapshot,
+        ctrs: &mut Counters,
+    ) -> Verdict {
+        let v = self.apply(pkt, p, nh, snap);
+        match v {
+            Verdict::Drop(r) => ctrs.drop(r),
+            Verdict::ToKernel => ctrs.to_kernel += 1,
+            Verdict::Tx(_) if pkt.offset + ENCAP_HEADROOM + ethernet::HEADER_LEN == p.l3 => {
+                ctrs.encapsulated += 1
+            }
+            Verdict::Tx(_) => ctrs.forwarded += 1,
+        }
+        v
+    }
+
+    #[inline]
+    fn apply(
+        &self,
+        pkt: &mut Packet<'_>,
+        p: Parsed,
+        nh: Option<NextHopId>,
+        snap: &FibSnapshot,
+    ) -> Verdict {
+        let Some(nh) = nh else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Some(adj) = snap.adjacency(nh) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let l3 = p.l3;
+        let ip_len = {
+            let ip = ipv4::Packet::new_unchecked(&pkt.buf[l3..]);
+            usize::from(ip.total_len())
+        };
+        match adj {
+            Adjacency::Rewrite { port, macs, mtu } => {
+                if ip_len > usize::from(*mtu) {
+                    return Verdict::Drop(DropReason::Mtu);
+                }
+                if !decrement_ttl(&mut pkt.buf[l3..]) {
+                    return Verdict::ToKernel;
+                }
+                pkt.buf[pkt.offset..pkt.offset + 12].copy_from_slice(macs);
+                // Drop Ethernet padding: the egress frame carries exactly the IP packet.
+                pkt.len = ethernet::HEADER_LEN + ip_len;
+                Verdict::Tx(*port)
+            }
+            Adjacency::Encap(e) => {
+                let inner_len = ethernet::HEADER_LEN + ip_len;
+                // The outer IPv4 packet is the inner IP packet plus 50 bytes (flannel.1 MTU = uplink - 50).
+                if ip_len + vxlan::ENCAP_OVERHEAD > usize::from(e.mtu) {
+                    return Verdict::Drop(DropReason::Mtu);
+                }
+                let Some(outer) = pkt.offset.checked_sub(vxlan::ENCAP_OVERHEAD) else {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                };
+                if !decrement_ttl(&mut pkt.buf[l3..]) {
+                    return Verdict::ToKernel;
+                }
+                let sport = flow_src_port(&pkt.buf[l3..l3 + ip_len]);
+                // RFC 6040 normal mode, as INET_ECN_encapsulate: copy ECN, CE becomes ECT(0).
+                let ecn = match pkt.buf[l3 + 1] & 0x03 {
+                    0x03 => 0x02,
+                    e => e,
+                };
+                pkt.buf[pkt.offset..pkt.offset + 12].copy_from_slice(&e.inner_macs);
+                e.write_outer(&mut pkt.buf[outer..pkt.offset], inner_len, sport, ecn);
+                pkt.offset = outer;
+                pkt.len = vxlan::ENCAP_OVERHEAD + inner_len;
+                Verdict::Tx(e.port)
+            }
+            Adjacency::Unresolved => Verdict::Drop(DropReason::NeighbourUnresolved),
+            Adjacency::Local => Verdict::ToKernel,
+            Adjacency::Blackhole => Verdict::Drop(DropReason::Blackhole),
+        }
+    }
+}
+
+/// Checks an Ethernet frame carrying IPv4: lengths, version, IHL, header checksum.
+#[inline]
+fn check_ipv4_frame(frame: &[u8]) -> Result<(), DropReason> {
+    let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
+    if eth.ethertype() != ethernet::ethertype::IPV4 {
+        return Err(DropReason::NotIpv4);
+    }
+    let ip = ipv4::Packet::new_checked(eth.payload()).map_err(|e| match e {
+        WireError::Checksum => DropReason::BadChecksum,
+        _ => DropReason::Malformed,
+    })?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::BadChecksum);
+    }
+    Ok(())
+}
+
+/// Decrements the TTL of the IPv4 header at the start of `ip`; false if it would expire
+/// (TTL <= 1: not forwarded, the kernel answers with ICMP time exceeded).
+#[inline]
+fn decrement_ttl(ip: &mut [u8]) -> bool {
+    let mut p = ipv4::Packet::new_unchecked(ip);
+    if p.ttl() <= 1 {
+        return false;
+    }
+    p.decrement_ttl();
+    true
+}
+
+/// The lowest and one past the highest VXLAN source port, as the kernel picks them by
+/// default (the local port range 32768-60999, `udp_flow_src_port`).
+pub const SRC_PORT_MIN: u16 = 32768;
+pub const SRC_PORT_MAX: u16 = 61000;
+
+/// The outer UDP source port for an inner IPv4 packet: a hash of its flow (addresses,
+/// protocol, and TCP/UDP ports unless fragmented) scaled into the kernel's range, so that
+/// flows spread over ECMP paths and RSS queues while a flow keeps its port.
+#[inline]
+pub fn flow_src_port(ip: &[u8]) -> u16 {
+    let p = ipv4::Packet::new_unchecked(ip);
+    let proto = p.protocol();
+    let mut ports = 0u32;
+    if (proto == ipv4::protocol::TCP || proto == ipv4::protocol::UDP) && !p.is_fragment() {
+        let hl = p.header_len();
+        if let Some(b) = ip.get(hl..hl + 4) {
+            ports = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    let h = flow_hash(p.src_u32(), p.dst_u32(), ports, proto);
+    let range = u64::from(SRC_PORT_MAX - SRC_PORT_MIN);
+    SRC_PORT_MIN + ((u64::from(h) * range) >> 32) as u16
+}
+
+/// A fast, well-mixing 32-bit hash of a flow (a multiply-xorshift finaliser; not
+/// cryptographic: it only spreads flows).
+#[inline]
+fn flow_hash(src: u32, dst: u32, ports: u32, proto: u8) -> u32 {
+    let mut h = (u64::from(src) << 32 | u64::from(dst))
+        ^ u64::from(ports).rotate_left(17)
+        ^ u64::from(proto) << 56;
+    h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    (h ^ (h >> 33)) as u32
+}
+
+/// Precomputed encapsulation data for one VXLAN next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncapTemplate {
+    /// Egress port (the uplink).
+    pub port: PortId,
+    /// Egress MTU: the outer IPv4 packet must fit.
+    pub mtu: u16,
+    /// Inner destination (peer VTEP) and source (own VTEP) MAC.
+    pub inner_macs: [u8; 12],
+    /// Outer Ethernet/IPv4/UDP/VXLAN with zero lengths, checksum and source port.
+    pub outer: [u8; vxlan::ENCAP_OVERHEAD],
+    /// Unfolded ones'-complement sum of the outer IPv4 header with zero length/checksum.
+    pub ip_sum: u32,
+}
+
+impl EncapTemplate {
+    /// Builds the template: outer Ethernet `outer_src -> outer_dst`, IPv4 `src -> dst`
+    /// (DF, TTL 64), UDP to `port` (checksum 0), VXLAN with the I flag and `vni`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        port: PortId,
+        mtu: u16,
+        outer_src: MacAddr,
+        outer_dst: MacAddr,
+        src: std::net::Ipv4Addr,
+        dst: std::net::Ipv4Addr,
+        udp_port: u16,
+        vni: u32,
+        vtep_src: MacAddr,
+        vtep_dst: MacAddr,
+    ) -> Self {
+        let mut outer = [0u8; vxlan::ENCAP_OVERHEAD];
+        let mut eth = ethernet::Frame::new_unchecked(&mut outer[..]);
+        eth.set_dst_addr(outer_dst);
+        eth.set_src_addr(outer_src);
+        eth.set_ethertype(ethernet::ethertype::IPV4);
+        let ip_off = ethernet::HEADER_LEN;
+        ipv4::Repr {
+            src,
+            dst,
+            protocol: ipv4::protocol::UDP,
+            payload_len: 0,
+            ttl: 64,
+            tos: 0,
+            ident: 0,
+            dont_frag: true,
+        }
+        .emit(&mut outer[ip_off..]);
+        // Length and checksum are filled per packet.
+        outer[ip_off + 2..ip_off + 4].copy_from_slice(&[0, 0]);
+        outer[ip_off + 10..ip_off + 12].copy_from_slice(&[0, 0]);
+        let ip_sum = checksum::add(0, &outer[ip_off..ip_off + ipv4::HEADER_LEN]);
+        let udp_off = ip_off + ipv4::HEADER_LEN;
+        udp::Repr {
+            src_port: 0,
+            dst_port: udp_port,
+            payload_len: 0,
+        }
+        .emit(&mut outer[udp_off..]);
+        outer[udp_off + 4..udp_off + 6].copy_from_slice(&[0, 0]);
+        vxlan::Repr { vni }.emit(&mut outer[udp_off + udp::HEADER_LEN..]);
+        let mut inner_macs = [0u8; 12];
+        inner_macs[..6].copy_from_slice(&vtep_dst.0);
+        inner_macs[6..].copy_from_slice(&vtep_src.0);
+        EncapTemplate {
+            port,
+            mtu,
+            inner_macs,
+            outer,
+            ip_sum,
+        }
+    }
+
+    /// Writes the outer headers for an inner frame of `inner_len` bytes into `dst`
+    /// (exactly 50 bytes), with source port `sport` and outer ECN bits `ecn`.
+    #[inline]
+    pub fn write_outer(&self, dst: &mut [u8], inner_len: usize, sport: u16, ecn: u8) {
+        dst.copy_from_slice(&self.outer);
+        let ip_off = ethernet::HEADER_LEN;
+        let udp_len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len) as u16;
+        let ip_len = ipv4::HEADER_LEN as u16 + udp_len;
+        dst[ip_off + 1] = ecn;
+        dst[ip_off + 2..ip_off + 4].copy_from_slice(&ip_len.to_be_bytes());
+        let sum = self.ip_sum + u32::from(ip_len) + u32::from(ecn);
+        dst[ip_off + 10..ip_off + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+        let udp_off = ip_off + ipv4::HEADER_LEN;
+        dst[udp_off..udp_off + 2].copy_from_slice(&sport.to_be_bytes());
+        dst[udp_off + 4..udp_off + 6].copy_from_slice(&udp_len.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests;

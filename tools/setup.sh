@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what podfwd needs to build and test on a fresh Debian machine. Idempotent:
+# packages already present are not reinstalled, bpffs is mounted only if missing.
+set -euo pipefail
+
+PKGS=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
+      iproute2 ethtool tcpdump iperf3 iputils-ping procps python3)
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: must run as root (installs packages, creates network namespaces)" >&2
+    exit 77
+  fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+check_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+  fi
+  command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}
+
+mount_bpffs() {
+  if ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+    mount -t bpf bpf /sys/fs/bpf 2>/dev/null || echo "setup: warning: could not mount bpffs at /sys/fs/bpf" >&2
+  fi
+}
+
+need_root
+install_packages
+check_rust
+mount_bpffs

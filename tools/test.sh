@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then formatting, lints, unit, property,
+# integration and network-namespace tests. Run as root (the netns tests need it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+# Tests run in release: the property and LPM stress tests are much faster optimised.
+cargo test --release --lib --bins --tests
+echo "== benches compile and run once (criterion --test mode)"
+cargo bench --bench pipeline --bench lpm -- --test
