@@ -1,4 +1,361 @@
-//! (placeholder: being written)
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `podfwd` command line: `run`, `check`, `lab` and `stats`.
+//!
+//! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
+//! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
+//! as clap does). [`run`], [`lab`] and [`stats`] are the entry points of the parts that
+//! are not built yet.
+
+use crate::config::{Backend, Config, ConfigError, Mode};
+use crate::plan::{Plan, PlanError};
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Userspace node data plane for Kubernetes pod networks: forwards pod traffic between
+/// nodes like flannel's host-gw and VXLAN backends, over AF_XDP or TUN.
+#[derive(Debug, Parser)]
+#[command(name = "podfwd", version, propagate_version = true)]
+#[command(after_help = "Examples:\n  \
+    podfwd check --config /etc/podfwd/podfwd.toml\n  \
+    podfwd run --config /etc/podfwd/podfwd.toml --stats-interval 5\n  \
+    podfwd lab --mode auto --backend tun\n  \
+    podfwd stats --json")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the forwarder in the foreground until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Validate a config file and print the resolved plan (exit 1 with a message if invalid).
+    Check(CheckArgs),
+    /// Start an embedded two-node demo cluster in network namespaces.
+    Lab(LabArgs),
+    /// Print the counters of a running instance, read from its control socket.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The node's config file (TOML; see podfwd.example.toml).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Print counters to stdout every SECS seconds while running (default: never).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    stats_interval: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The node's config file (TOML; see podfwd.example.toml).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct LabArgs {
+    /// How the demo nodes reach each other's pods: host-gw (routing on one L2 segment),
+    /// vxlan (overlay) or auto (host-gw on-link, VXLAN otherwise).
+    #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
+    mode: Mode,
+    /// How podfwd moves packets: afxdp (AF_XDP sockets) or tun (a TUN device).
+    #[arg(long, value_enum, default_value_t = Backend::AfXdp)]
+    backend: Backend,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Print the counters as one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The running instance's control socket ([control].socket in its config).
+    #[arg(long, value_name = "PATH", default_value = "/run/podfwd/podfwd.sock")]
+    socket: PathBuf,
+}
+
+/// Why a subcommand failed. Printed as `podfwd: error: <message>`, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("uplink {uplink:?} (node.uplink) does not exist on this machine")]
+    UplinkNotFound { uplink: String },
+    #[error(
+        "node.ip {ip} is not assigned to the uplink {uplink:?} (its IPv4 addresses: {})",
+        if addresses.is_empty() { "none".to_string() } else {
+            addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        }
+    )]
+    NodeIpNotOnUplink {
+        ip: Ipv4Addr,
+        uplink: String,
+        addresses: Vec<Ipv4Net>,
+    },
+    #[error("cannot read the addresses of uplink {uplink:?}: {error}")]
+    UplinkLookup { uplink: String, error: io::Error },
+    /// A subcommand whose implementation is not in this build.
+    #[error("{what} is not built yet")]
+    NotBuiltYet { what: String },
+    /// Errors of the data plane.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Entry point of the `podfwd` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Check(args) => check_command(args),
+        Command::Lab(args) => lab(args.mode, args.backend),
+        Command::Stats(args) => stats(args.json, args.socket),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podfwd: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `podfwd check`: load, validate, resolve, print the plan.
+fn check_command(args: CheckArgs) -> Result<(), CliError> {
+    let config = Config::load(&args.config)?;
+    let (plan, notes) = resolve_plan(&config, Strictness::Check)?;
+    println!("{}: ok", args.config.display());
+    print!("{plan}");
+    for note in notes {
+        println!("note: {note}");
+    }
+    Ok(())
+}
+
+/// `podfwd run`: load, validate and resolve, then hand over to [`run`].
+fn run_command(args: RunArgs) -> Result<(), CliError> {
+    let config = Config::load(&args.config)?;
+    let (plan, _) = resolve_plan(&config, Strictness::Run)?;
+    run(config, plan, args.stats_interval.map(Duration::from_secs))
+}
+
+/// Runs the data plane in the foreground until SIGINT or SIGTERM. `stats_interval`:
+/// print counters that often (`None`: never).
+pub fn run(config: Config, plan: Plan, stats_interval: Option<Duration>) -> Result<(), CliError> {
+    let _ = stats_interval;
+    print!("{plan}");
+    Err(CliError::NotBuiltYet {
+        what: format!("the {} data path", config.dataplane.backend),
+    })
+}
+
+/// `podfwd lab`: the embedded demo cluster.
+pub fn lab(mode: Mode, backend: Backend) -> Result<(), CliError> {
+    Err(CliError::NotBuiltYet {
+        what: format!("the demo lab (mode {mode}, backend {backend})"),
+    })
+}
+
+/// `podfwd stats`: counters of a running instance.
+pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
+    let _ = json;
+    Err(CliError::NotBuiltYet {
+        what: format!(
+            "reading counters from the control socket ({})",
+            socket.display()
+        ),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// The uplink may live on another machine: say so and carry on.
+    Check,
+    /// The uplink must exist and carry node.ip.
+    Run,
+}
+
+/// Resolves the plan, reading the uplink's subnet from the kernel when `node.ip` has no
+/// prefix length. Returns notes for the user about what could not be checked.
+fn resolve_plan(config: &Config, strictness: Strictness) -> Result<(Plan, Vec<String>), CliError> {
+    let node = &config.node;
+    let mut notes = Vec::new();
+    let mut kernel_subnet = None;
+    if node.subnet.is_none() {
+        let uplink = node.uplink.clone();
+        match read_uplink_subnet(&node.uplink, node.ip) {
+            Ok(UplinkSubnet::Found(net)) => kernel_subnet = Some(net),
+            Ok(UplinkSubnet::InterfaceNotFound) if strictness == Strictness::Check => {
+                notes.push(format!(
+                    "uplink {uplink:?} was not found on this machine, so its subnet is unknown; \
+                     give node.ip with a prefix length to check which peers are on-link"
+                ));
+            }
+            Ok(UplinkSubnet::InterfaceNotFound) => return Err(CliError::UplinkNotFound { uplink }),
+            Ok(UplinkSubnet::AddressNotAssigned { addresses }) => {
+                let err = CliError::NodeIpNotOnUplink {
+                    ip: node.ip,
+                    uplink,
+                    addresses,
+                };
+                if strictness == Strictness::Run {
+                    return Err(err);
+                }
+                notes.push(format!("{err}; the uplink subnet is unknown"));
+            }
+            Err(error) => {
+                let err = CliError::UplinkLookup { uplink, error };
+                if strictness == Strictness::Run {
+                    return Err(err);
+                }
+                notes.push(err.to_string());
+            }
+        }
+    }
+    let plan = Plan::resolve(config, kernel_subnet)?;
+    Ok((plan, notes))
+}
+
+/// What the kernel says about the uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UplinkSubnet {
+    /// The subnet of the uplink address equal to `node.ip`.
+    Found(Ipv4Net),
+    /// No interface of that name in this network namespace.
+    InterfaceNotFound,
+    /// The interface exists but does not carry `node.ip`; these are its IPv4 addresses.
+    AddressNotAssigned { addresses: Vec<Ipv4Net> },
+}
+
+/// Reads the subnet of `node_ip` on interface `uplink` from the kernel (getifaddrs).
+pub fn read_uplink_subnet(uplink: &str, node_ip: Ipv4Addr) -> io::Result<UplinkSubnet> {
+    let Ok(c_name) = CString::new(uplink) else {
+        return Ok(UplinkSubnet::InterfaceNotFound);
+    };
+    // SAFETY: c_name is a valid NUL-terminated string; if_nametoindex only reads it.
+    if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENODEV) | Some(libc::ENXIO) => Ok(UplinkSubnet::InterfaceNotFound),
+            _ => Err(err),
+        };
+    }
+    let addresses = interface_ipv4_addresses(uplink)?;
+    Ok(match addresses.iter().find(|a| a.addr() == node_ip) {
+        Some(a) => UplinkSubnet::Found(a.trunc()),
+        None => UplinkSubnet::AddressNotAssigned { addresses },
+    })
+}
+
+/// The IPv4 addresses (with prefix lengths) of one interface.
+fn interface_ipv4_addresses(name: &str) -> io::Result<Vec<Ipv4Net>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: on success getifaddrs stores a list we own in `head`, freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned; it is freed only after
+        // the loop.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        if unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr at least as long as its family says.
+        if i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: both are AF_INET addresses (the netmask shares the address's family),
+        // so they are sockaddr_in; read_unaligned because the list gives no alignment
+        // guarantee beyond sockaddr's.
+        let (addr, mask) = unsafe {
+            (
+                std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in),
+                std::ptr::read_unaligned(ifa.ifa_netmask as *const libc::sockaddr_in),
+            )
+        };
+        let addr = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+        let mask = Ipv4Addr::from(u32::from_be(mask.sin_addr.s_addr));
+        if let Ok(net) = Ipv4Net::with_netmask(addr, mask) {
+            out.push(net);
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_has_help_text() {
+        for sub in Cli::command().get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn loopback_subnet_is_read_from_the_kernel() {
+        // Every network namespace has lo with 127.0.0.1/8 once it is up; skip if not.
+        match read_uplink_subnet("lo", Ipv4Addr::LOCALHOST).unwrap() {
+            UplinkSubnet::Found(net) => assert!(net.contains(&Ipv4Addr::LOCALHOST)),
+            other => eprintln!("lo has no 127.0.0.1 here: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_uplink_is_reported_as_not_found() {
+        assert_eq!(
+            read_uplink_subnet("podfwd-nx0", Ipv4Addr::new(10, 168, 0, 2)).unwrap(),
+            UplinkSubnet::InterfaceNotFound
+        );
+    }
+
+    #[test]
+    fn check_without_the_uplink_notes_it_instead_of_failing() {
+        let config = Config::from_toml_str(
+            "[node]\nip = \"10.168.0.2\"\npod_cidr = \"10.244.0.0/24\"\nuplink = \"podfwd-nx0\"\n\
+             pod_interfaces = [\"podfwd-nx1\"]\n[vxlan]\nvtep_mac = \"0e:00:00:00:00:0a\"\n",
+        )
+        .unwrap();
+        let (plan, notes) = resolve_plan(&config, Strictness::Check).unwrap();
+        assert!(plan.node.subnet.is_none());
+        assert!(notes[0].contains("not found on this machine"), "{notes:?}");
+        let err = resolve_plan(&config, Strictness::Run).unwrap_err();
+        assert!(matches!(err, CliError::UplinkNotFound { .. }), "{err}");
+    }
 }
