@@ -1,0 +1,143 @@
+//! Runs the built `podfwd` binary the way users and the external tests do.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn podfwd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_podfwd"))
+        .args(args)
+        .output()
+        .expect("podfwd runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn example() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/podfwd.example.toml").to_string()
+}
+
+/// A file in this test binary's scratch directory, unique to the test.
+fn scratch_file(name: &str, contents: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_example_and_prints_the_peer_and_its_next_hop() {
+    let out = podfwd(&["check", "--config", &example()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    let route = stdout
+        .lines()
+        .find(|l| l.contains("10.244.1.0/24"))
+        .unwrap_or_else(|| panic!("no route for the peer in:\n{stdout}"));
+    assert!(
+        route.contains("vxlan to 10.168.0.3 vtep 0e:00:00:00:00:0b"),
+        "{route}"
+    );
+    assert!(route.contains("peers[0]"), "{route}");
+    assert!(stdout.contains("nodeA-ul"), "{stdout}");
+}
+
+#[test]
+fn check_rejects_a_broken_file_naming_the_field() {
+    let example = std::fs::read_to_string(example()).unwrap();
+    let broken = example.replace("\"0e:00:00:00:00:0b\"", "\"zz:00\"");
+    assert_ne!(broken, example);
+    let path = scratch_file("broken-vtep.toml", &broken);
+    let out = podfwd(&["check", "--config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("podfwd: error: "), "{stderr}");
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("peers[0].vtep_mac: \"zz:00\" is not a MAC address"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for an invalid config"
+    );
+}
+
+#[test]
+fn check_rejects_an_unknown_key_with_its_line() {
+    let example = std::fs::read_to_string(example()).unwrap();
+    let path = scratch_file(
+        "unknown-key.toml",
+        &example.replace("queues = 1", "queue = 1"),
+    );
+    let out = podfwd(&["check", "--config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("unknown field `queue`"), "{stderr}");
+    assert!(stderr.contains("line "), "{stderr}");
+}
+
+#[test]
+fn check_of_a_missing_file_says_so() {
+    let out = podfwd(&["check", "--config", "/nonexistent/podfwd.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "podfwd: error: config file /nonexistent/podfwd.toml does not exist"
+    );
+}
+
+#[test]
+fn help_lists_the_subcommands_and_explains_their_options() {
+    let out = podfwd(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for sub in ["run", "check", "lab", "stats"] {
+        assert!(
+            help.contains(&format!("  {sub} ")),
+            "{sub} missing from:\n{help}"
+        );
+    }
+    for (sub, options) in [
+        ("run", &["--config <FILE>", "--stats-interval <SECS>"][..]),
+        ("check", &["--config <FILE>"][..]),
+        (
+            "lab",
+            &["--mode <MODE>", "--backend <BACKEND>", "host-gw", "afxdp"][..],
+        ),
+        ("stats", &["--json", "--socket <PATH>"][..]),
+    ] {
+        let out = podfwd(&[sub, "--help"]);
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        for option in options {
+            assert!(
+                help.contains(option),
+                "{option} missing from `{sub} --help`:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn run_without_a_config_is_a_usage_error() {
+    let out = podfwd(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--config <FILE>"));
+}
+
+#[test]
+fn unfinished_subcommands_fail_with_a_clear_message() {
+    for args in [&["lab"][..], &["stats", "--json"][..]] {
+        let out = podfwd(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("podfwd: error: ") && stderr.contains("not built yet"),
+            "{stderr}"
+        );
+    }
+}
