@@ -61,11 +61,10 @@ struct CheckArgs {
 
 #[derive(Debug, Args)]
 struct LabArgs {
-    /// How the demo nodes reach each other's pods: host-gw (routing on one L2 segment),
-    /// vxlan (overlay) or auto (host-gw on-link, VXLAN otherwise).
+    /// How the demo nodes reach each other's pods.
     #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
     mode: Mode,
-    /// How podfwd moves packets: afxdp (AF_XDP sockets) or tun (a TUN device).
+    /// How podfwd moves packets.
     #[arg(long, value_enum, default_value_t = Backend::AfXdp)]
     backend: Backend,
 }
