@@ -371,6 +371,12 @@ impl LpmWriter {
         if depth <= 24 {
             table.write_range(addr >> 8, depth, route);
         } else {
+            if self.pending_groups() && !self.pool.can_allocate_without_growing(table) {
+                // Reuse retired groups rather than commit more memory: otherwise a churn of
+                // long routes would walk through the whole reservation.
+                self.collect_garbage();
+            }
+            let table = current(&self.shared);
             let mut result = table.write_long(&mut self.pool, addr, depth, route);
             if matches!(result, Err(GroupError::Full)) && self.pending_groups() {
                 // Groups are waiting for their grace period: give the readers a chance.

@@ -245,6 +245,12 @@ impl Table {
 }
 
 impl Tbl8Pool {
+    /// Whether a group can be handed out from the free list or already committed memory.
+    pub(super) fn can_allocate_without_growing(&self, table: &Table) -> bool {
+        // Relaxed: writer-only counter.
+        !self.free.is_empty() || self.next_fresh < table.committed_groups.load(Ordering::Relaxed)
+    }
+
     fn alloc(&mut self, table: &Table) -> Result<u32, GroupError> {
         let g = match self.free.pop() {
             Some(g) => g,
