@@ -156,6 +156,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// True if the header checksum verifies.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::fold(checksum::add(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
     }
@@ -169,6 +170,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Decrements the TTL and patches the checksum incrementally (RFC 1624), as routers do.
     /// The caller checks `ttl() > 1` first.
+    #[inline]
     pub fn decrement_ttl(&mut self) {
         let b = self.buffer.as_mut();
         let ttl = b[field::TTL];
