@@ -4,6 +4,7 @@
 //! sharing on the hot path); the control thread aggregates snapshots.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why the data path dropped a frame. `Copy`, counted per worker, never formatted on the
 /// hot path.
@@ -136,6 +137,94 @@ impl Counters {
     }
 }
 
+/// The number of `u64` fields in [`Counters`], in the order of [`Counters::fields`].
+const FIELDS: usize = 8 + DropReason::COUNT;
+
+impl Counters {
+    fn fields(&self) -> [u64; FIELDS] {
+        let mut f = [0u64; FIELDS];
+        f[..8].copy_from_slice(&[
+            self.rx,
+            self.forwarded,
+            self.encapsulated,
+            self.decapsulated,
+            self.to_kernel,
+            self.tx,
+            self.batches,
+            self.ring_full,
+        ]);
+        f[8..].copy_from_slice(&self.drops);
+        f
+    }
+
+    fn from_fields(f: &[u64; FIELDS]) -> Counters {
+        let mut drops = [0u64; DropReason::COUNT];
+        drops.copy_from_slice(&f[8..]);
+        Counters {
+            rx: f[0],
+            forwarded: f[1],
+            encapsulated: f[2],
+            decapsulated: f[3],
+            to_kernel: f[4],
+            tx: f[5],
+            batches: f[6],
+            ring_full: f[7],
+            drops,
+        }
+    }
+
+    /// The counters as (name, value) pairs, drops as `drop_<reason>`, for stats output.
+    pub fn named(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = [
+            ("rx", self.rx),
+            ("forwarded", self.forwarded),
+            ("encapsulated", self.encapsulated),
+            ("decapsulated", self.decapsulated),
+            ("to_kernel", self.to_kernel),
+            ("tx", self.tx),
+            ("batches", self.batches),
+            ("ring_full", self.ring_full),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), *v))
+        .collect();
+        for r in DropReason::ALL {
+            out.push((format!("drop_{}", r.name()), self.drops_of(r)));
+        }
+        out
+    }
+}
+
+/// A worker's counters as the control thread sees them. The worker owns the only writer
+/// and publishes its plain [`Counters`] with relaxed stores (plain moves on x86, no
+/// read-modify-write), at most once per batch; readers get a recent, per-field
+/// consistent snapshot. Exactness across fields is not needed for rates and totals.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct SharedCounters {
+    fields: [AtomicU64; FIELDS],
+}
+
+impl SharedCounters {
+    /// Publishes the worker's current totals (called by the owning worker only).
+    pub fn publish(&self, c: &Counters) {
+        for (a, v) in self.fields.iter().zip(c.fields()) {
+            // Relaxed: a statistics mirror; no other memory is published through it.
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// A snapshot of the last published totals.
+    pub fn snapshot(&self) -> Counters {
+        let mut f = [0u64; FIELDS];
+        for (v, a) in f.iter_mut().zip(self.fields.iter()) {
+            // Relaxed: see `publish`.
+            *v = a.load(Ordering::Relaxed);
+        }
+        Counters::from_fields(&f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +234,38 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
         }
+    }
+
+    #[test]
+    fn shared_counters_round_trip_every_field() {
+        let mut c = Counters::default();
+        for (i, v) in [
+            &mut c.rx,
+            &mut c.forwarded,
+            &mut c.encapsulated,
+            &mut c.decapsulated,
+            &mut c.to_kernel,
+            &mut c.tx,
+            &mut c.batches,
+            &mut c.ring_full,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            *v = i as u64 + 1;
+        }
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            c.drops[*r as usize] = 100 + i as u64;
+        }
+        let s = SharedCounters::default();
+        s.publish(&c);
+        assert_eq!(s.snapshot(), c);
+        let named = c.named();
+        assert_eq!(named[0], ("rx".to_string(), 1));
+        assert_eq!(
+            named.last().unwrap(),
+            &("drop_no_headroom".to_string(), 112)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`config`] and [`plan`]: the node's TOML configuration and the resolved plan.
 //! - [`cli`]: the `podfwd` command line.
 
+pub mod afxdp;
 pub mod cli;
 pub mod config;
 pub mod counters;
