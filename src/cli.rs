@@ -165,13 +165,15 @@ pub fn lab(mode: Mode, backend: Backend) -> Result<(), CliError> {
 
 /// `podfwd stats`: counters of a running instance.
 pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
-    let _ = json;
-    Err(CliError::NotBuiltYet {
-        what: format!(
-            "reading counters from the control socket ({})",
-            socket.display()
-        ),
-    })
+    let reply = crate::control::query_stats(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
+    if json {
+        let body =
+            serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;
+        println!("{body}");
+    } else {
+        print!("{}", reply.to_text());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 pub mod afxdp;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod counters;
 pub mod lpm;
 pub mod nexthop;

@@ -1,0 +1,262 @@
+//! The control socket: a Unix stream socket (mode 0600) where `podfwd stats` asks a
+//! running instance for its counters.
+//!
+//! Protocol: the client sends one line, `stats\n`; the server answers with one JSON
+//! object and closes. The server side is polled by the control thread (non-blocking
+//! accept), so it needs no thread of its own.
+
+use crate::counters::Counters;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Counters of a running instance, as sent over the socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReply {
+    /// Seconds since the data path started.
+    pub uptime_secs: u64,
+    /// Totals over all workers, by counter name (`rx`, `tx`, `drop_<reason>`, ...).
+    pub total: BTreeMap<String, u64>,
+    /// The same per worker, in core order.
+    pub workers: Vec<WorkerStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub core: usize,
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl StatsReply {
+    pub fn new(uptime: Duration, workers: &[(usize, Counters)]) -> StatsReply {
+        let mut total = Counters::default();
+        for (_, c) in workers {
+            total.merge(c);
+        }
+        StatsReply {
+            uptime_secs: uptime.as_secs(),
+            total: total.named().into_iter().collect(),
+            workers: workers
+                .iter()
+                .map(|(core, c)| WorkerStats {
+                    core: *core,
+                    counters: c.named().into_iter().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A human-readable table: totals, non-zero drops, per-worker rx/tx.
+    pub fn to_text(&self) -> String {
+        let mut s = format!("uptime {} s\n", self.uptime_secs);
+        for (k, v) in &self.total {
+            if !k.starts_with("drop_") {
+                s.push_str(&format!("  {k:<24} {v}\n"));
+            }
+        }
+        let drops: Vec<_> = self
+            .total
+            .iter()
+            .filter(|(k, v)| k.starts_with("drop_") && **v > 0)
+            .collect();
+        if drops.is_empty() {
+            s.push_str("  drops                    0\n");
+        } else {
+            for (k, v) in drops {
+                s.push_str(&format!("  {k:<24} {v}\n"));
+            }
+        }
+        for w in &self.workers {
+            let g = |k: &str| w.counters.get(k).copied().unwrap_or(0);
+            s.push_str(&format!(
+                "  worker on cpu {:<3} rx {} tx {}\n",
+                w.core,
+                g("rx"),
+                g("tx")
+            ));
+        }
+        s
+    }
+}
+
+/// Errors of the control socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {path}: another podfwd instance is listening there (stop it, or set [control].socket to another path)")]
+    InUse { path: PathBuf },
+    #[error("control socket {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("control socket {path}: no podfwd is running there ({source})")]
+    NotRunning { path: PathBuf, source: io::Error },
+    #[error("control socket {path}: bad reply: {why}")]
+    BadReply { path: PathBuf, why: String },
+}
+
+/// The server end, owned by the control thread. Removes its socket file on drop.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Binds `path` (creating its directory), mode 0600. A stale socket file left by a
+    /// killed instance is replaced; a live one is an error.
+    pub fn bind(path: &Path) -> Result<ControlServer, ControlError> {
+        let io_err = |source| ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(io_err)?;
+            }
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io_err)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+        listener.set_nonblocking(true).map_err(io_err)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Answers every pending client (non-blocking); `stats` builds the reply.
+    pub fn serve_pending(&self, stats: impl Fn() -> StatsReply) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    // A misbehaving client must not stall the control thread.
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = Self::answer(stream, &stats);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn answer(stream: UnixStream, stats: &impl Fn() -> StatsReply) -> io::Result<()> {
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        let mut w = &stream;
+        match line.trim() {
+            "stats" => {
+                let body = serde_json::to_string(&stats()).map_err(io::Error::other)?;
+                writeln!(w, "{body}")
+            }
+            other => writeln!(w, "{{\"error\":\"unknown request {other:?}; try stats\"}}"),
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The client side: asks the instance at `path` for its counters.
+pub fn query_stats(path: &Path) -> Result<StatsReply, ControlError> {
+    let stream = UnixStream::connect(path).map_err(|source| ControlError::NotRunning {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let io_err = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(io_err)?;
+    let mut w = &stream;
+    w.write_all(b"stats\n").map_err(io_err)?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(io_err)?;
+    serde_json::from_str(&line).map_err(|e| ControlError::BadReply {
+        path: path.to_path_buf(),
+        why: format!("{e}: {}", line.trim()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::DropReason;
+
+    fn temp_socket(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("podfwd-test-{}-{name}", std::process::id()));
+        dir.join("ctl.sock")
+    }
+
+    #[test]
+    fn a_client_reads_the_counters_of_a_server() {
+        let path = temp_socket("roundtrip");
+        let server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut c = Counters {
+            rx: 10,
+            tx: 9,
+            ..Default::default()
+        };
+        c.drop(DropReason::BadVni);
+        let reply = StatsReply::new(Duration::from_secs(3), &[(1, c.clone()), (2, c)]);
+        let expected = reply.clone();
+        let client = std::thread::spawn(move || query_stats(&path));
+        // Serve until the client got its answer.
+        let got = loop {
+            server.serve_pending(|| reply.clone());
+            if client.is_finished() {
+                break client.join().unwrap().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(got, expected);
+        assert_eq!(got.total["rx"], 20);
+        assert_eq!(got.total["drop_bad_vni"], 2);
+        assert!(got.to_text().contains("drop_bad_vni"));
+    }
+
+    #[test]
+    fn a_live_socket_is_not_stolen_and_a_stale_one_is_replaced() {
+        let path = temp_socket("inuse");
+        let live = ControlServer::bind(&path).unwrap();
+        assert!(matches!(
+            ControlServer::bind(&path),
+            Err(ControlError::InUse { .. })
+        ));
+        drop(live);
+        assert!(!path.exists(), "the socket file is removed on drop");
+        // A killed instance leaves its file behind with nobody listening.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let s = ControlServer::bind(&path).unwrap();
+        drop(s);
+    }
+
+    #[test]
+    fn asking_a_missing_instance_says_none_is_running() {
+        let e = query_stats(Path::new("/nonexistent/podfwd.sock")).unwrap_err();
+        assert!(e.to_string().contains("no podfwd is running"), "{e}");
+    }
+}
