@@ -20,7 +20,7 @@ use crate::pipeline::{Packet, Pipeline, Verdict, MAX_BATCH};
 use std::io;
 use std::num::NonZeroU32;
 use std::os::unix::io::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -215,6 +215,51 @@ impl WorkerSockets {
     }
 }
 
+/// Destinations a worker could not forward because their MAC is unknown (local pods
+/// nobody has resolved yet), for the control thread to resolve. A lossy single-producer
+/// ring: the worker overwrites the oldest entry, the control thread reads what is new.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct Misses {
+    slots: [AtomicU32; MISS_SLOTS],
+    head: AtomicUsize,
+}
+
+const MISS_SLOTS: usize = 64;
+
+impl Default for Misses {
+    fn default() -> Self {
+        Misses {
+            slots: std::array::from_fn(|_| AtomicU32::new(0)),
+            head: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Misses {
+    /// Records a destination (worker side).
+    #[inline]
+    pub fn push(&self, ip: u32) {
+        // Relaxed loads/stores on the slot, Release on head: a reader that sees the new
+        // head (Acquire) sees the slot written before it.
+        let h = self.head.load(Ordering::Relaxed);
+        self.slots[h % MISS_SLOTS].store(ip, Ordering::Relaxed);
+        self.head.store(h.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Reads the destinations recorded since `*seen` (control side); older ones that were
+    /// overwritten are lost, which only delays their resolution.
+    pub fn drain(&self, seen: &mut usize, out: &mut Vec<u32>) {
+        // Acquire: pairs with the Release in `push`.
+        let h = self.head.load(Ordering::Acquire);
+        let from = (*seen).max(h.saturating_sub(MISS_SLOTS));
+        for i in from..h {
+            out.push(self.slots[i % MISS_SLOTS].load(Ordering::Relaxed));
+        }
+        *seen = h;
+    }
+}
+
 /// A pinned worker: its sockets, its pipeline, its counters.
 ///
 /// Frames whose start moved in the pipeline (VXLAN encap writes 50 bytes in front of
@@ -227,15 +272,22 @@ pub struct Worker {
     pipeline: Pipeline,
     counters: Counters,
     shared: Arc<SharedCounters>,
+    misses: Arc<Misses>,
 }
 
 impl Worker {
-    pub fn new(sockets: WorkerSockets, pipeline: Pipeline, shared: Arc<SharedCounters>) -> Self {
+    pub fn new(
+        sockets: WorkerSockets,
+        pipeline: Pipeline,
+        shared: Arc<SharedCounters>,
+        misses: Arc<Misses>,
+    ) -> Self {
         Worker {
             sockets,
             pipeline,
             counters: Counters::default(),
             shared,
+            misses,
         }
     }
 
@@ -389,6 +441,14 @@ impl Worker {
                 // The classifier passes the kernel's traffic before it reaches us; what
                 // the pipeline still hands to the kernel (TTL expired after decap, a
                 // Local route) is counted as to_kernel and recycled.
+                Verdict::Drop(DropReason::NeighbourUnresolved) => {
+                    // The pipeline leaves `offset` at the (inner) Ethernet header.
+                    let ip = pkt.offset + 30;
+                    if let Some(b) = pkt.buf.get(ip..ip + 4) {
+                        self.misses.push(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    }
+                    s.free.push(*d)
+                }
                 Verdict::ToKernel | Verdict::Drop(_) => s.free.push(*d),
             }
         }
@@ -417,5 +477,31 @@ impl Worker {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misses_are_read_once_and_overflow_keeps_the_newest() {
+        let m = Misses::default();
+        let mut seen = 0;
+        let mut out = Vec::new();
+        m.push(1);
+        m.push(2);
+        m.drain(&mut seen, &mut out);
+        assert_eq!(out, vec![1, 2]);
+        out.clear();
+        m.drain(&mut seen, &mut out);
+        assert!(out.is_empty());
+        for i in 0..(MISS_SLOTS as u32 + 10) {
+            m.push(100 + i);
+        }
+        m.drain(&mut seen, &mut out);
+        assert_eq!(out.len(), MISS_SLOTS);
+        assert_eq!(out[0], 110);
+        assert_eq!(*out.last().unwrap(), 100 + MISS_SLOTS as u32 + 9);
     }
 }

@@ -277,11 +277,7 @@ impl FibWriter {
                 self.neighbours.remove(&(port, ip));
             }
         }
-        let connected = self.routes.iter().find_map(|(p, nh)| match nh {
-            NextHop::Connected { port: cp } if *cp == port && p.contains(&ip) => Some(*p),
-            _ => None,
-        });
-        if connected.is_some() {
+        if self.connected_port(ip) == Some(port) {
             if mac.is_some() {
                 self.add_host(port, ip)?;
             } else {
@@ -299,6 +295,14 @@ impl FibWriter {
             (Some(net), Some(gw)) if !net.contains(&node_ip) => gw,
             _ => node_ip,
         }
+    }
+
+    /// The port of the connected subnet (local pods) that holds `ip`, if any.
+    pub fn connected_port(&self, ip: Ipv4Addr) -> Option<PortId> {
+        self.routes.iter().find_map(|(p, nh)| match nh {
+            NextHop::Connected { port } if p.contains(&ip) => Some(*port),
+            _ => None,
+        })
     }
 
     /// The next hops whose MAC is unknown (what the neighbour code must resolve).
