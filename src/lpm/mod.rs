@@ -240,7 +240,7 @@ impl LpmView<'_> {
     /// Loads the tbl8 entry of `addr` in the group named by the extended entry `ext`.
     #[inline(always)]
     fn tbl8_entry(&self, ext: u32, addr: u32) -> u32 {
-        let index = ((entry::payload(ext) as usize) << 8) | (addr & 0xff) as usize;
+        let index = tbl8_index(ext, addr);
         // SAFETY: extended entries only name groups whose memory is committed (committed
         // memory is never released while the table lives), and `index` lies in that group;
         // the group is not reused while the guard is pinned (retired groups wait for a
@@ -263,30 +263,45 @@ impl LpmView<'_> {
 
     /// Looks up `addrs[i]` into `out[i]`, for `i < min(addrs.len(), out.len())`.
     ///
-    /// Works in lanes of 16: all tbl24 loads of a lane are issued before any result is
-    /// used, then the tbl8 loads, so the cache misses of a lane overlap.
+    /// Works in windows of 64 addresses: first asks for the tbl24 cache line of every
+    /// address of the window (a prefetch into L2, which can have more misses in flight than
+    /// L1's fill buffers), then looks each address up. The DRAM latency of a window's
+    /// misses then overlaps (see docs/LPM.md for the measurements).
     #[inline]
     pub fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NextHopId>]) {
-        const LANES: usize = 16;
+        const WINDOW: usize = 64;
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        for (a, o) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            let mut e = [entry::EMPTY; LANES];
-            for (slot, &addr) in e.iter_mut().zip(a) {
-                *slot = self.tbl24_entry(addr);
+        for (a, o) in addrs.chunks(WINDOW).zip(out.chunks_mut(WINDOW)) {
+            for &addr in a {
+                prefetch(self.tbl24.wrapping_add((addr >> 8) as usize));
             }
-            if e.iter().fold(0, |acc, &v| acc | v) & entry::EXT != 0 {
-                for (slot, &addr) in e.iter_mut().zip(a) {
-                    if entry::is_extended(*slot) {
-                        *slot = self.tbl8_entry(*slot, addr);
-                    }
-                }
-            }
-            for (r, &v) in o.iter_mut().zip(&e) {
-                *r = entry::next_hop(v);
+            for (r, &addr) in o.iter_mut().zip(a) {
+                *r = self.lookup(addr);
             }
         }
     }
+}
+
+/// Index into the tbl8 pool of `addr` in the group named by the extended entry `ext`.
+#[inline(always)]
+fn tbl8_index(ext: u32, addr: u32) -> usize {
+    ((entry::payload(ext) as usize) << 8) | (addr & 0xff) as usize
+}
+
+/// Asks for the cache line of `p` without waiting for it (no-op where unsupported).
+/// `p` may be any address: a prefetch never faults.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHh is a hint; it has no architectural effect and never faults,
+    // whatever the address. SSE is part of the x86-64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// What a deferred function hands back to the writer after a grace period.
