@@ -4,8 +4,11 @@
 //! `SKIP: <reason>` and passes. Every namespace is created through `harness::Netns` and is
 //! deleted when the test ends, also when it fails or panics.
 
-// The harness is a library for all netns tests; not every test uses every helper.
-#[allow(dead_code)]
-mod harness;
+/// The namespace harness lives in the library (`podfwd::netns`), shared with `podfwd lab`.
+mod harness {
+    pub use podfwd::netns::*;
+    pub use podfwd::skip_unless_root;
+}
 
 mod harness_selftest;
+mod neigh;

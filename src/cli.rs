@@ -143,24 +143,18 @@ fn check_command(args: CheckArgs) -> Result<(), CliError> {
 fn run_command(args: RunArgs) -> Result<(), CliError> {
     let config = Config::load(&args.config)?;
     let (plan, _) = resolve_plan(&config, Strictness::Run)?;
-    run(config, plan, args.stats_interval.map(Duration::from_secs))
+    run(plan, args.stats_interval.map(Duration::from_secs))
 }
 
 /// Runs the data plane in the foreground until SIGINT or SIGTERM. `stats_interval`:
 /// print counters that often (`None`: never).
-pub fn run(config: Config, plan: Plan, stats_interval: Option<Duration>) -> Result<(), CliError> {
-    let _ = stats_interval;
-    print!("{plan}");
-    Err(CliError::NotBuiltYet {
-        what: format!("the {} data path", config.dataplane.backend),
-    })
+pub fn run(plan: Plan, stats_interval: Option<Duration>) -> Result<(), CliError> {
+    crate::daemon::run(&plan, stats_interval).map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// `podfwd lab`: the embedded demo cluster.
 pub fn lab(mode: Mode, backend: Backend) -> Result<(), CliError> {
-    Err(CliError::NotBuiltYet {
-        what: format!("the demo lab (mode {mode}, backend {backend})"),
-    })
+    crate::lab::run_demo(mode, backend).map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// `podfwd stats`: counters of a running instance.

@@ -25,7 +25,10 @@ pub enum NextHop {
     /// Local pods: the destination itself is on the pod-facing interface.
     Connected { port: PortId },
     /// VXLAN overlay: encapsulate to the remote node's VTEP.
-    Vxlan { node_ip: Ipv4Addr, vtep_mac: MacAddr },
+    Vxlan {
+        node_ip: Ipv4Addr,
+        vtep_mac: MacAddr,
+    },
     /// To the node's own network stack.
     Local,
     /// Drop (a blackhole route).

@@ -1,4 +1,4 @@
-//! A small harness for integration tests that need root and network namespaces.
+//! Network namespaces for the demo cluster (`podfwd lab`) and the netns tests.
 //!
 //! Every namespace is named `pfx-<tag>-<pid>-<counter>`, unique within the machine while the
 //! test process lives. [`Netns`] deletes its namespace on drop, after killing every process
@@ -80,15 +80,15 @@ pub fn print_skip(reason: &str) {
 }
 
 /// Return from the enclosing test, printing `SKIP: <reason>`, unless it can use namespaces.
+#[macro_export]
 macro_rules! skip_unless_root {
     () => {
-        if let Err(reason) = $crate::harness::require_root() {
-            $crate::harness::print_skip(&reason);
+        if let Err(reason) = $crate::netns::require_root() {
+            $crate::netns::print_skip(&reason);
             return;
         }
     };
 }
-pub(crate) use skip_unless_root;
 
 /// A network namespace owned by a test; deleted (with everything running in it) on drop.
 pub struct Netns {
@@ -211,6 +211,33 @@ impl Netns {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGTERM to a process started with [`Netns::spawn`] and waits up to `grace`
+    /// for it to exit, then kills it. True if it exited by itself with status 0.
+    pub fn terminate(&self, pid: u32, grace: Duration) -> bool {
+        let mut children = self
+            .children
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(i) = children.iter().position(|c| c.id() == pid) else {
+            return false;
+        };
+        let mut child = children.swap_remove(i);
+        drop(children);
+        // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// Pids of every process currently inside the namespace (`ip netns pids`).
