@@ -3,7 +3,7 @@
 # packages already present are not reinstalled, bpffs is mounted only if missing.
 set -euo pipefail
 
-PKGS=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
+PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
       iproute2 ethtool tcpdump iperf3 iputils-ping procps python3)
 
 need_root() {

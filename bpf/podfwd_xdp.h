@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Layout of podfwd_xdp's maps, shared by the BPF program and mirrored by src/xdp.rs.
+ * Keep both in step: Classifier::load checks every key and value size against the
+ * loaded object and the stats count against the `stats` map's max_entries.
+ */
+#ifndef PODFWD_XDP_H
+#define PODFWD_XDP_H
+
+#include <linux/types.h>
+
+/* XSKMAP entries: one AF_XDP socket per rx queue. */
+#define PODFWD_MAX_QUEUES 64
+/* LPM trie entries (peer pod subnets); BPF_F_NO_PREALLOC, so unused entries cost nothing. */
+#define PODFWD_MAX_ROUTES 16384
+
+/* podfwd_config.role: which ownership rules apply on this interface. */
+enum podfwd_role {
+	PODFWD_ROLE_NONE = 0, /* not configured yet: everything goes to the kernel */
+	PODFWD_ROLE_UPLINK = 1,
+	PODFWD_ROLE_POD = 2,
+};
+
+/* podfwd_config.flags */
+#define PODFWD_F_VXLAN (1u << 0)	/* uplink: own UDP to node_ip:vxlan_port */
+#define PODFWD_F_LOCAL_PODS (1u << 1)	/* uplink: own IPv4 to the local pod CIDR (host-gw) */
+#define PODFWD_F_UPLINK_ROUTES (1u << 2) /* uplink: own IPv4 to the `routes` (transit) */
+#define PODFWD_F_OWN_MAC_ONLY (1u << 3) /* pass unicast frames not sent to `mac` */
+
+/* The single entry of the `config` ARRAY. Addresses and the port in network order. */
+struct podfwd_config {
+	__u32 role;
+	__u32 flags;
+	__be32 node_ip;
+	__be32 pod_net;	 /* local pod CIDR, network address */
+	__be32 pod_mask; /* its netmask; 0 disables the local-pods rule */
+	__be16 vxlan_port;
+	__u8 mac[6];	 /* this interface's MAC */
+	__u32 reserved;
+};
+
+/* Key of the `routes` LPM trie: prefix length, then the address in network order. */
+struct podfwd_route_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+/* Value of the `routes` LPM trie. 0 carves an exception out of a covering prefix. */
+#define PODFWD_ROUTE_OWNED 1u
+
+/* Indices of the `stats` PERCPU_ARRAY. Append only; src/xdp.rs names them in this order. */
+enum podfwd_stat {
+	PODFWD_STAT_REDIRECTED = 0,	/* owned, handed to the queue's AF_XDP socket */
+	PODFWD_STAT_NO_SOCKET,		/* owned, but no socket on this queue: kernel */
+	PODFWD_STAT_OWNED_ROUTE,	/* owned: destination in `routes` */
+	PODFWD_STAT_OWNED_LOCAL_PODS,	/* owned: uplink, destination in the local pod CIDR */
+	PODFWD_STAT_OWNED_VXLAN,	/* owned: uplink, UDP to node_ip:vxlan_port */
+	PODFWD_STAT_PASS_UNCONFIGURED,	/* passed: role not set yet */
+	PODFWD_STAT_PASS_MALFORMED,	/* passed: truncated or invalid Ethernet/IPv4 */
+	PODFWD_STAT_PASS_L2_GROUP,	/* passed: broadcast or multicast destination MAC */
+	PODFWD_STAT_PASS_OTHER_HOST,	/* passed: unicast to another MAC */
+	PODFWD_STAT_PASS_VLAN,		/* passed: 802.1Q / 802.1ad tagged */
+	PODFWD_STAT_PASS_NON_IPV4,	/* passed: ARP, IPv6, anything not IPv4 */
+	PODFWD_STAT_PASS_IP_OPTIONS,	/* passed: IPv4 header with options */
+	PODFWD_STAT_PASS_FRAGMENT,	/* passed: fragment addressed to the node */
+	PODFWD_STAT_PASS_TTL,		/* passed: TTL <= 1 (kernel sends time exceeded) */
+	PODFWD_STAT_PASS_LOCAL,		/* passed: to the node's own address */
+	PODFWD_STAT_PASS_NOT_OWNED,	/* passed: IPv4 that matches no rule */
+	PODFWD_STAT__MAX,
+};
+
+#endif /* PODFWD_XDP_H */
