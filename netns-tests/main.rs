@@ -10,5 +10,8 @@ mod harness {
     pub use podfwd::skip_unless_root;
 }
 
+mod forwarding;
 mod harness_selftest;
+mod lifecycle;
 mod neigh;
+mod xdp;

@@ -445,7 +445,8 @@ impl Worker {
                     // The pipeline leaves `offset` at the (inner) Ethernet header.
                     let ip = pkt.offset + 30;
                     if let Some(b) = pkt.buf.get(ip..ip + 4) {
-                        self.misses.push(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        self.misses
+                            .push(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                     }
                     s.free.push(*d)
                 }

@@ -1,0 +1,349 @@
+//! End-to-end forwarding through real `podfwd run` processes in the demo cluster
+//! (src/lab.rs): host-gw and VXLAN between two podfwd nodes, interop with a node that
+//! runs the kernel's own VXLAN (configured as flanneld does) or routing, and
+//! multi-queue. podfwd nodes run with `net.ipv4.ip_forward = 0`, so a pass proves podfwd
+//! forwarded.
+
+use crate::harness::{self, skip_unless_root, Netns};
+use podfwd::config::Mode;
+use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
+use std::path::Path;
+use std::time::Duration;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_podfwd"))
+}
+
+/// Builds a cluster and starts podfwd on the nodes that run it.
+fn cluster(tag: &str, spec: ClusterSpec) -> Cluster {
+    let mut c = Cluster::build(tag, spec).expect("build the cluster");
+    for i in 0..2 {
+        if spec.nodes[i] == NodeKind::Podfwd {
+            c.start_podfwd(i, exe()).expect("start podfwd");
+        }
+    }
+    c
+}
+
+/// Pings the other pod until a reply arrives (the first packets may be dropped while
+/// neighbours resolve), then `count` more that must all be answered; returns the TTLs.
+fn ping_ok(c: &Cluster, from: usize, count: u32) -> Vec<u8> {
+    let to = SIDES[1 - from].pod_ip;
+    let warm = harness::wait_until(Duration::from_secs(5), || {
+        c.pods[from]
+            .exec(&["ping", "-c", "1", "-W", "1", to])
+            .is_ok()
+    });
+    assert!(warm, "no reply from {to} within 5 s\n{}", c.logs());
+    let out = c.pods[from]
+        .exec(&["ping", "-c", &count.to_string(), "-i", "0.1", "-W", "1", to])
+        .unwrap_or_else(|e| panic!("ping {to}: {e}\n{}", c.logs()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{count} packets transmitted, {count} received")),
+        "{text}"
+    );
+    text.split("ttl=")
+        .skip(1)
+        .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Transfers `bytes` of a deterministic stream over TCP from pod `from` to the other
+/// pod and checks the receiver got exactly those bytes (length and SHA-256).
+fn tcp_ok(c: &Cluster, from: usize, bytes: u64) {
+    let (client, server) = (&c.pods[from], &c.pods[1 - from]);
+    let ip = SIDES[1 - from].pod_ip;
+    let out = std::env::temp_dir().join(format!("{}-tcp-{from}.txt", server.name()));
+    let out_s = out.display().to_string();
+    let _ = std::fs::remove_file(&out);
+    // The stream: bytes i*251 mod 256, so a reordered or corrupted segment changes the hash.
+    let gen = format!("bytes((i * 251) % 256 for i in range({bytes}))");
+    let server_py = format!(
+        "import socket, hashlib\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{ip}', 5201)); s.listen(1); s.settimeout(20)\n\
+         c, _ = s.accept(); c.settimeout(20); h = hashlib.sha256(); n = 0\n\
+         while True:\n    d = c.recv(65536)\n    if not d: break\n    h.update(d); n += len(d)\n\
+         open('{out_s}', 'w').write('%d %s' % (n, h.hexdigest()))\n"
+    );
+    let pid = server
+        .spawn(&["python3", "-c", &server_py])
+        .expect("start the TCP sink");
+    let client_py = format!(
+        "import socket, sys\ndata = {gen}\n\
+         s = socket.create_connection(('{ip}', 5201), timeout=20)\n\
+         s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()\n"
+    );
+    let sent = harness::wait_until(Duration::from_secs(10), || {
+        client
+            .exec_unchecked(&["python3", "-c", &client_py])
+            .is_ok_and(|o| o.status.success())
+    });
+    let done = harness::wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains(' '))
+    });
+    server.kill(pid);
+    assert!(
+        sent && done,
+        "TCP transfer {from}->{} failed\n{}",
+        1 - from,
+        c.logs()
+    );
+    let got = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let data: Vec<u8> = (0..bytes).map(|i| ((i * 251) % 256) as u8).collect();
+    let want = format!("{} {}", bytes, sha256_hex(&data));
+    assert_eq!(got, want, "the receiver got other bytes than were sent");
+}
+
+/// SHA-256 via the system's sha256sum (coreutils), to compare with Python's hashlib.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn spec(mode: Mode, nodes: [NodeKind; 2]) -> ClusterSpec {
+    ClusterSpec {
+        mode,
+        nodes,
+        ..ClusterSpec::default()
+    }
+}
+
+#[test]
+fn host_gw_between_two_podfwd_nodes_forwards_ping_and_tcp_both_ways() {
+    skip_unless_root!();
+    let c = cluster("fwdhg", spec(Mode::HostGw, [NodeKind::Podfwd; 2]));
+    for from in 0..2 {
+        // 64 at the sender, one hop per node: 62 at the receiver of the reply.
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    for i in 0..2 {
+        let s = c.stats(i).unwrap();
+        assert!(s.total["forwarded"] > 1000, "node {i}: {:?}", s.total);
+        assert_eq!(s.total["encapsulated"], 0);
+    }
+}
+
+#[test]
+fn vxlan_between_two_podfwd_nodes_forwards_ping_and_tcp_both_ways() {
+    skip_unless_root!();
+    let c = cluster("fwdvx", spec(Mode::Vxlan, [NodeKind::Podfwd; 2]));
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    for i in 0..2 {
+        let s = c.stats(i).unwrap();
+        assert!(s.total["encapsulated"] > 1000, "node {i}: {:?}", s.total);
+        assert!(s.total["decapsulated"] > 1000, "node {i}: {:?}", s.total);
+    }
+}
+
+#[test]
+fn vxlan_interoperates_with_a_flannel_style_kernel_node_both_ways() {
+    skip_unless_root!();
+    let c = cluster(
+        "interopvx",
+        spec(Mode::Vxlan, [NodeKind::Podfwd, NodeKind::KernelVxlan]),
+    );
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    let s = c.stats(0).unwrap();
+    assert!(s.total["encapsulated"] > 1000 && s.total["decapsulated"] > 1000);
+}
+
+#[test]
+fn host_gw_interoperates_with_a_kernel_routing_node_both_ways() {
+    skip_unless_root!();
+    let c = cluster(
+        "interophg",
+        spec(Mode::HostGw, [NodeKind::Podfwd, NodeKind::KernelHostGw]),
+    );
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+}
+
+/// Sends one UDP datagram per source port from `ns` to `dst:5000`.
+fn udp_flows(ns: &Netns, dst: &str, sports: std::ops::Range<u16>) {
+    let script = format!(
+        "import socket\nfor p in range({}, {}):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('', p))\n    s.sendto(b'podfwd-flow', ('{dst}', 5000))\n    s.close()\n",
+        sports.start, sports.end
+    );
+    ns.exec(&["python3", "-c", &script])
+        .expect("send UDP flows");
+}
+
+/// The frames of a classic pcap file (no headers).
+fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    assert!(bytes.len() >= 24, "pcap too short");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let incl = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        if at + incl > bytes.len() {
+            break;
+        }
+        out.push(bytes[at..at + incl].to_vec());
+        at += incl;
+    }
+    out
+}
+
+#[test]
+fn vxlan_frames_on_the_underlay_match_flannels_wire_format() {
+    skip_unless_root!();
+    // Node B runs the kernel, so its underlay veth has no XDP program and tcpdump there
+    // sees exactly what podfwd on node A sent.
+    let c = cluster(
+        "wirevx",
+        spec(Mode::Vxlan, [NodeKind::Podfwd, NodeKind::KernelVxlan]),
+    );
+    ping_ok(&c, 0, 1);
+    let pcap = std::env::temp_dir().join(format!("{}-wire.pcap", c.nodes[1].name()));
+    let pcap_s = pcap.display().to_string();
+    let dump = c.nodes[1]
+        .spawn(&[
+            "tcpdump",
+            "-i",
+            SIDES[1].ul_if,
+            "-U",
+            "-w",
+            &pcap_s,
+            "-c",
+            "16",
+            "udp dst port 8472 and src host 10.168.0.2 and greater 100",
+        ])
+        .expect("start tcpdump");
+    // Give tcpdump time to attach its filter before sending.
+    let attached = harness::wait_until(Duration::from_secs(5), || {
+        std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24)
+    });
+    assert!(attached, "tcpdump did not start");
+    std::thread::sleep(Duration::from_millis(200));
+    udp_flows(&c.pods[0], SIDES[1].pod_ip, 40000..40016);
+    let done = harness::wait_until(Duration::from_secs(5), || {
+        std::fs::read(&pcap).is_ok_and(|b| pcap_frames(&b).len() >= 16)
+    });
+    c.nodes[1].kill(dump);
+    let frames = pcap_frames(&std::fs::read(&pcap).unwrap());
+    let _ = std::fs::remove_file(&pcap);
+    assert!(done, "captured {} of 16 frames", frames.len());
+    let mut sports = std::collections::HashSet::new();
+    for f in &frames {
+        assert_eq!(
+            &f[0..6],
+            &[2, 0, 0, 0, 0, 0xb1],
+            "outer dst = node B's underlay MAC"
+        );
+        assert_eq!(
+            &f[6..12],
+            &[2, 0, 0, 0, 0, 0xa1],
+            "outer src = node A's uplink MAC"
+        );
+        assert_eq!(&f[12..14], &[0x08, 0x00]);
+        assert_eq!(f[14], 0x45);
+        assert_eq!(&f[20..22], &[0x40, 0x00], "DF");
+        assert_eq!(f[22], 64, "outer TTL");
+        assert_eq!(f[23], 17, "UDP");
+        assert_eq!(&f[26..30], &[10, 168, 0, 2]);
+        assert_eq!(&f[30..34], &[10, 168, 0, 3]);
+        let (h, _) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!(usize::from(h.total_len), f.len() - 14);
+        sports.insert(u16::from_be_bytes([f[34], f[35]]));
+        assert_eq!(&f[36..38], &8472u16.to_be_bytes());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([f[38], f[39]])),
+            f.len() - 34
+        );
+        assert_eq!(
+            &f[42..50],
+            &[0x08, 0, 0, 0, 0, 0, 1, 0],
+            "VXLAN I flag, VNI 1"
+        );
+        assert_eq!(
+            &f[50..56],
+            &[0x0e, 0, 0, 0, 0, 0x0b],
+            "inner dst = node B's VTEP"
+        );
+        assert_eq!(
+            &f[56..62],
+            &[0x0e, 0, 0, 0, 0, 0x0a],
+            "inner src = node A's VTEP"
+        );
+        assert_eq!(f[72], 63, "inner TTL decremented once");
+        assert_eq!(&f[76..80], &[10, 244, 0, 2]);
+        assert_eq!(&f[80..84], &[10, 244, 1, 2]);
+        assert_eq!(&f[92..], b"podfwd-flow");
+    }
+    assert!(
+        sports.len() >= 12,
+        "16 flows used only {} outer source ports",
+        sports.len()
+    );
+}
+
+#[test]
+fn two_queues_and_two_workers_share_the_flows() {
+    skip_unless_root!();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        harness::print_skip("needs 2 CPUs");
+        return;
+    }
+    let c = cluster(
+        "mq",
+        ClusterSpec {
+            mode: Mode::Vxlan,
+            nodes: [NodeKind::Podfwd; 2],
+            queues: 2,
+            cores: [&[0, 1], &[0, 1]],
+        },
+    );
+    ping_ok(&c, 0, 1);
+    // Many flows: the pod's veth spreads them over its two tx queues, which are node A's
+    // two rx queues.
+    let (client, server) = (&c.pods[0], &c.pods[1]);
+    let ip = SIDES[1].pod_ip;
+    let pid = server.spawn(&["iperf3", "-s", "-1", "-B", ip]).unwrap();
+    let ok = harness::wait_until(Duration::from_secs(10), || {
+        client
+            .exec_unchecked(&["iperf3", "-c", ip, "-P", "8", "-n", "8M", "-J"])
+            .is_ok_and(|o| {
+                o.status.success()
+                    && serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                        .is_ok_and(|v| v.get("error").is_none())
+            })
+    });
+    server.kill(pid);
+    assert!(ok, "iperf3 with 8 streams failed\n{}", c.logs());
+    let s = c.stats(0).unwrap();
+    assert_eq!(s.workers.len(), 2);
+    for w in &s.workers {
+        assert!(
+            w.counters["rx"] > 100,
+            "worker on cpu {} received only {} frames: {:?}",
+            w.core,
+            w.counters["rx"],
+            s.workers
+        );
+    }
+}
