@@ -10,6 +10,7 @@ mod harness {
     pub use podfwd::skip_unless_root;
 }
 
+mod auto;
 mod forwarding;
 mod harness_selftest;
 mod lifecycle;
