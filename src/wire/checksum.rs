@@ -16,11 +16,29 @@ pub fn add(mut sum: u32, data: &[u8]) -> u32 {
 
 /// Folds a 32-bit accumulator into 16 bits with end-around carry (not complemented).
 #[inline]
-pub fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
+pub fn fold(sum: u32) -> u16 {
+    // Two steps always suffice for 32 bits (the first leaves at most 0x1fffe), and a step
+    // on a value <= 0xffff changes nothing: no loop, no branch.
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
     sum as u16
+}
+
+/// True if a 20-byte IPv4 header (no options) checksums correctly: its ones'-complement
+/// sum is 0xffff. Same answer as `fold(add(0, h)) == 0xffff`, in five 32-bit loads.
+///
+/// The sum is taken over native-endian 32-bit words: the ones'-complement sum is byte
+/// order independent (RFC 1071 2.B; a byte swap of 0xffff is 0xffff) and 2^16 = 1 modulo
+/// 0xffff, so a 32-bit word adds as its two 16-bit halves (RFC 1071 2.C).
+#[inline]
+pub fn verify_header20(h: &[u8; 20]) -> bool {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let sum = w(0) + w(4) + w(8) + w(12) + w(16);
+    // At most 5 * (2^32 - 1) < 2^35: one 64 -> 32 step leaves at most 2^32 + 3, a second
+    // one fits 32 bits.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    fold(sum as u32) == 0xffff
 }
 
 /// The Internet checksum of `data`: the complement of its ones'-complement sum.
@@ -67,7 +85,63 @@ mod tests {
         assert_eq!(add(0, &[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
     }
 
+    #[test]
+    fn the_fixed_header_verifier_agrees_on_valid_and_zero_headers() {
+        assert!(verify_header20(&HEADER));
+        assert!(!verify_header20(&[0; 20]));
+        assert!(verify_header20(&[0xff; 20]));
+        let mut h = HEADER;
+        h[11] ^= 1;
+        assert!(!verify_header20(&h));
+    }
+
+    #[test]
+    fn fold_equals_folding_until_it_fits() {
+        let slow = |mut s: u32| {
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s as u16
+        };
+        for s in [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0x1_ffff,
+            0xffff_0000,
+            u32::MAX,
+        ] {
+            assert_eq!(fold(s), slow(s), "{s:#x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn fold_equals_folding_until_it_fits_anywhere(s in any::<u32>()) {
+            let mut slow = s;
+            while slow > 0xffff {
+                slow = (slow & 0xffff) + (slow >> 16);
+            }
+            prop_assert_eq!(fold(s), slow as u16);
+        }
+
+        /// Random headers, and headers made valid by filling their checksum.
+        #[test]
+        fn the_fixed_header_verifier_agrees_with_the_generic_sum(
+            mut hdr in proptest::array::uniform20(any::<u8>()),
+            fill in any::<bool>(),
+        ) {
+            if fill {
+                hdr[10] = 0;
+                hdr[11] = 0;
+                let c = checksum(&hdr);
+                hdr[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            prop_assert_eq!(verify_header20(&hdr), fold(add(0, &hdr)) == 0xffff);
+        }
+
         #[test]
         fn incremental_update_matches_full_recompute(
             mut hdr in proptest::array::uniform20(any::<u8>()),

@@ -12,11 +12,13 @@ impl MacAddr {
     pub const ZERO: MacAddr = MacAddr([0; 6]);
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
+    #[inline]
     pub const fn octets(&self) -> [u8; 6] {
         self.0
     }
 
     /// True for unicast addresses (I/G bit clear).
+    #[inline]
     pub fn is_unicast(&self) -> bool {
         self.0[0] & 1 == 0
     }
@@ -93,10 +95,12 @@ pub struct Frame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Frame { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
@@ -111,50 +115,60 @@ impl<T: AsRef<[u8]>> Frame<T> {
         }
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     pub fn dst_addr(&self) -> MacAddr {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         MacAddr(m)
     }
 
+    #[inline]
     pub fn src_addr(&self) -> MacAddr {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         MacAddr(m)
     }
 
+    #[inline]
     pub fn ethertype(&self) -> u16 {
         let b = &self.buffer.as_ref()[field::ETHERTYPE];
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    #[inline]
     pub fn set_dst_addr(&mut self, m: MacAddr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&m.0);
     }
 
+    #[inline]
     pub fn set_src_addr(&mut self, m: MacAddr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&m.0);
     }
 
     /// Writes destination and source MAC in one 12-byte copy (precomputed per next hop).
+    #[inline]
     pub fn set_addrs(&mut self, dst_src: &[u8; 12]) {
         self.buffer.as_mut()[..12].copy_from_slice(dst_src);
     }
 
+    #[inline]
     pub fn set_ethertype(&mut self, t: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&t.to_be_bytes());
     }
 
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD..]
     }
@@ -177,6 +191,7 @@ impl Repr {
         }
     }
 
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

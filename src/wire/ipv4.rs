@@ -45,10 +45,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -58,6 +60,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks that the buffer holds the whole header and the total length it declares
     /// (a buffer may be longer: Ethernet pads short frames), and that version and IHL
     /// are valid.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
@@ -80,76 +83,92 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes (IHL * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    #[inline]
     pub fn tos(&self) -> u8 {
         self.buffer.as_ref()[field::TOS]
     }
 
+    #[inline]
     pub fn total_len(&self) -> u16 {
         let b = &self.buffer.as_ref()[field::LENGTH];
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    #[inline]
     pub fn ident(&self) -> u16 {
         let b = &self.buffer.as_ref()[field::IDENT];
         u16::from_be_bytes([b[0], b[1]])
     }
 
     /// The flags and fragment offset word.
+    #[inline]
     pub fn flags_frag(&self) -> u16 {
         let b = &self.buffer.as_ref()[field::FLG_OFF];
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         self.flags_frag() & FLAG_DF != 0
     }
 
     /// True if this is a fragment (MF set or a non-zero offset).
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.flags_frag() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
     }
 
+    #[inline]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
+    #[inline]
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    #[inline]
     pub fn checksum(&self) -> u16 {
         let b = &self.buffer.as_ref()[field::CHECKSUM];
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.src_u32())
     }
 
+    #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.dst_u32())
     }
 
     /// Source address in host byte order.
+    #[inline]
     pub fn src_u32(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::SRC_ADDR];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
     /// Destination address in host byte order.
+    #[inline]
     pub fn dst_u32(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::DST_ADDR];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -158,10 +177,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// True if the header checksum verifies.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::add(0, &self.buffer.as_ref()[..self.header_len()])) == 0xffff
+        let header = &self.buffer.as_ref()[..self.header_len()];
+        match header.first_chunk::<HEADER_LEN>() {
+            // The common header without options: a fixed, unrolled sum.
+            Some(h) if header.len() == HEADER_LEN => checksum::verify_header20(h),
+            _ => checksum::fold(checksum::add(0, header)) == 0xffff,
+        }
     }
 
     /// The payload, up to the declared total length (Ethernet padding excluded).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
@@ -170,27 +195,33 @@ impl<T: AsRef<[u8]>> Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Decrements the TTL and patches the checksum incrementally (RFC 1624), as routers do.
     /// The caller checks `ttl() > 1` first.
+    ///
+    /// The TTL is the high byte of its 16-bit word, so the word drops by 0x0100 and, by
+    /// RFC 1624 eqn. 3, the checksum rises by 0x0100 in ones'-complement arithmetic: the
+    /// kernel's `ip_decrease_ttl`. Equal to `checksum::update_u16(check, old, new)` for
+    /// every checksum (tested exhaustively), 0x0000/0xffff corner cases included.
     #[inline]
     pub fn decrement_ttl(&mut self) {
         let b = self.buffer.as_mut();
-        let ttl = b[field::TTL];
-        let proto = b[field::PROTOCOL];
-        let old = u16::from_be_bytes([ttl, proto]);
-        let new = u16::from_be_bytes([ttl.wrapping_sub(1), proto]);
-        let check = u16::from_be_bytes([b[10], b[11]]);
-        b[field::TTL] = ttl.wrapping_sub(1);
-        b[field::CHECKSUM].copy_from_slice(&checksum::update_u16(check, old, new).to_be_bytes());
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let c = &mut b[field::CHECKSUM];
+        let check = u32::from(u16::from_be_bytes([c[0], c[1]])) + 0x0100;
+        let check = check + u32::from(check >= 0xffff);
+        c.copy_from_slice(&(check as u16).to_be_bytes());
     }
 
+    #[inline]
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }
 
+    #[inline]
     pub fn set_checksum(&mut self, c: u16) {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     }
 
     /// Recomputes the header checksum from scratch.
+    #[inline]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let hl = self.header_len();
@@ -198,6 +229,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
 
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         let total = usize::from(self.total_len());
@@ -236,6 +268,7 @@ impl Repr {
         })
     }
 
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
@@ -340,6 +373,43 @@ mod tests {
             assert_eq!(p.ttl(), expected);
             assert!(p.verify_checksum(), "ttl {expected}");
         }
+    }
+
+    #[test]
+    fn decrement_ttl_equals_the_rfc_1624_update_for_every_checksum() {
+        let mut b = packet_bytes();
+        // The change of the TTL/protocol word is -0x0100 whatever the TTL: a few will do.
+        for ttl in [2u8, 3, 64, 128, 255] {
+            for check in 0..=u16::MAX {
+                b[8] = ttl;
+                b[10..12].copy_from_slice(&check.to_be_bytes());
+                let old = u16::from_be_bytes([ttl, b[9]]);
+                let new = u16::from_be_bytes([ttl - 1, b[9]]);
+                let want = checksum::update_u16(check, old, new);
+                let mut p = Packet::new_unchecked(&mut b[..]);
+                p.decrement_ttl();
+                assert_eq!(
+                    (p.ttl(), p.checksum()),
+                    (ttl - 1, want),
+                    "ttl {ttl} {check:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_with_options_is_verified_over_its_whole_length() {
+        let mut b = [0u8; 28];
+        b[..20].copy_from_slice(&packet_bytes()[..20]);
+        b[0] = 0x46;
+        b[3] = 28;
+        b[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]); // router alert
+        b[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&b[..24]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(Packet::new_checked(&b[..]).unwrap().verify_checksum());
+        b[22] = 1;
+        assert!(!Packet::new_checked(&b[..]).unwrap().verify_checksum());
     }
 
     #[test]

@@ -19,10 +19,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -45,33 +47,40 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    #[inline]
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
         let b = &self.buffer.as_ref()[r];
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    #[inline]
     pub fn src_port(&self) -> u16 {
         self.u16_at(field::SRC_PORT)
     }
 
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         self.u16_at(field::DST_PORT)
     }
 
     /// The length field: header plus payload.
+    #[inline]
     pub fn len(&self) -> u16 {
         self.u16_at(field::LENGTH)
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         usize::from(self.len()) <= HEADER_LEN
     }
 
+    #[inline]
     pub fn checksum(&self) -> u16 {
         self.u16_at(field::CHECKSUM)
     }
 
     /// The payload, up to the length field.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
     }
@@ -94,6 +103,7 @@ impl Repr {
         }
     }
 
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

@@ -18,12 +18,14 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Checks the length and that the I flag is set (a frame without it carries no VNI
     /// and the receiver must drop it, RFC 7348 section 5).
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let p = Self::new_unchecked(buffer);
         if p.buffer.as_ref().len() < HEADER_LEN {
@@ -35,15 +37,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
+    #[inline]
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
 
+    #[inline]
     pub fn vni(&self) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([0, b[4], b[5], b[6]])
     }
 
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -60,6 +65,7 @@ impl Repr {
         Repr { vni: p.vni() }
     }
 
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }
