@@ -18,6 +18,7 @@ pub mod fib;
 pub use fib::{Adjacency, Fib, FibError, FibParams, FibSnapshot, FibWriter, PortInfo};
 
 use crate::counters::{Counters, DropReason};
+use crate::lpm::LpmView;
 use crate::nexthop::{NextHopId, PortId};
 use crate::wire::{checksum, ethernet, ipv4, udp, vxlan, MacAddr, WireError};
 
@@ -82,11 +83,27 @@ pub struct Pipeline {
     fib: Fib,
 }
 
-/// Where a frame stands after the parse pass.
-#[derive(Clone, Copy)]
+/// Frames parsed, looked up and rewritten together: one window of
+/// `LpmView::lookup_batch` (which prefetches 64 addresses at a time), small enough that
+/// the per-window arrays cost next to nothing to initialise.
+const WINDOW: usize = 64;
+
+/// Ethernet header plus an IPv4 header without options.
+const IPV4_FRAME_HEAD: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+
+/// Offsets in a VXLAN frame whose outer IPv4 header has no options.
+const OUTER_UDP: usize = IPV4_FRAME_HEAD;
+const OUTER_VXLAN: usize = OUTER_UDP + udp::HEADER_LEN;
+const INNER_FRAME: usize = OUTER_VXLAN + vxlan::HEADER_LEN;
+
+/// A frame that passed the parse pass and needs a route.
+#[derive(Clone, Copy, Default)]
 struct Parsed {
-    /// Offset of the (inner, after decap) IPv4 header in the buffer.
-    l3: usize,
+    /// Index of the frame in its window.
+    i: u16,
+    /// Total length of the IPv4 packet to route, whose header starts right after the
+    /// Ethernet header at `Packet::offset` (the inner one after decapsulation).
+    ip_len: u16,
 }
 
 impl Pipeline {
@@ -124,46 +141,152 @@ impl Pipeline {
         ctrs.batches += 1;
         ctrs.rx += pkts.len() as u64;
 
-        // The FIB snapshot (adjacencies, known VTEPs) is loaded once per batch.
+        // The FIB snapshot (adjacencies, known VTEPs) is loaded once per batch, before any
+        // LPM entry is read (the writer publishes an adjacency before the route to it).
         let snap = self.fib.snapshot.load();
+        let lpm = self.fib.lpm.pin();
+        for (pkts, verdicts) in pkts.chunks_mut(WINDOW).zip(verdicts.chunks_mut(WINDOW)) {
+            self.process_window(pkts, verdicts, &snap, &lpm, ctrs);
+        }
+    }
 
+    /// The three passes over at most `WINDOW` frames.
+    #[inline(always)]
+    fn process_window(
+        &self,
+        pkts: &mut [Packet<'_>],
+        verdicts: &mut [Verdict],
+        snap: &FibSnapshot,
+        lpm: &LpmView<'_>,
+        ctrs: &mut Counters,
+    ) {
         // Pass 1: parse, decapsulate, collect destinations of frames that need a lookup.
-        let mut idx = [0u16; MAX_BATCH];
-        let mut addrs = [0u32; MAX_BATCH];
-        let mut parsed = [Parsed { l3: 0 }; MAX_BATCH];
+        let mut todo = [Parsed::default(); WINDOW];
+        let mut addrs = [0u32; WINDOW];
         let mut n = 0;
-        for (i, pkt) in pkts.iter_mut().enumerate() {
-            match self.parse(pkt, &snap, ctrs) {
-                Ok((p, dst)) => {
-                    idx[n] = i as u16;
+        for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+            match self.parse(pkt, snap, ctrs) {
+                Ok((ip_len, dst)) => {
+                    todo[n] = Parsed {
+                        i: i as u16,
+                        ip_len,
+                    };
                     addrs[n] = dst;
-                    parsed[n] = p;
                     n += 1;
                 }
-                Err(v) => verdicts[i] = v,
+                Err(v) => *verdict = v,
             }
         }
 
         // Pass 2: one batched lookup.
-        let mut nhs = [None; MAX_BATCH];
-        let lpm = self.fib.lpm.pin();
+        let mut nhs = [None; WINDOW];
         lpm.lookup_batch(&addrs[..n], &mut nhs[..n]);
 
         // Pass 3: rewrite.
-        for k in 0..n {
-            let i = usize::from(idx[k]);
-            verdicts[i] = self.forward(&mut pkts[i], parsed[k], nhs[k], &snap, ctrs);
+        for (p, nh) in todo[..n].iter().zip(&nhs[..n]) {
+            let i = usize::from(p.i);
+            verdicts[i] = self.forward(&mut pkts[i], p.ip_len, *nh, snap, ctrs);
         }
     }
 
-    /// Validates the frame and, for VXLAN to us, the outer headers; returns where the IPv4
-    /// header to route is and its destination, or a final verdict (already counted).
+    /// Validates the frame and, for VXLAN to us, the outer headers; returns the total
+    /// length and the destination of the IPv4 packet to route, or a final verdict
+    /// (already counted).
+    ///
+    /// The frames a forwarder sees almost always (IPv4 without options, and VXLAN to us
+    /// whose outer and inner IPv4 have none) are accepted by `parse_fast` at fixed
+    /// offsets; every other frame, including every one to drop, takes `parse_slow`, which
+    /// decides as the general code always did.
+    #[inline(always)]
     fn parse(
         &self,
         pkt: &mut Packet<'_>,
         snap: &FibSnapshot,
         ctrs: &mut Counters,
-    ) -> Result<(Parsed, u32), Verdict> {
+    ) -> Result<(u16, u32), Verdict> {
+        match self.parse_fast(pkt, snap, ctrs) {
+            Some(r) => Ok(r),
+            None => self.parse_slow(pkt, snap, ctrs),
+        }
+    }
+
+    /// The common frames only. Changes nothing (frame, counters) when it returns `None`.
+    #[inline(always)]
+    fn parse_fast(
+        &self,
+        pkt: &mut Packet<'_>,
+        snap: &FibSnapshot,
+        ctrs: &mut Counters,
+    ) -> Option<(u16, u32)> {
+        let end = pkt.offset.checked_add(pkt.len)?;
+        let frame = pkt.buf.get(pkt.offset..end)?;
+        let (h, ip_len) = ipv4_fast(frame)?;
+        let dst = ipv4::Packet::new_unchecked(&h[ethernet::HEADER_LEN..]).dst_u32();
+        if dst != self.node_ip {
+            return Some((ip_len, dst));
+        }
+        let inner = self.decap_fast(frame, ip_len, pkt.ingress, snap)?;
+        ctrs.decapsulated += 1;
+        pkt.offset += INNER_FRAME;
+        pkt.len = ethernet::HEADER_LEN + usize::from(inner.0);
+        Some(inner)
+    }
+
+    /// VXLAN to us whose outer and inner IPv4 headers have no options, all checks of
+    /// `parse_slow` passed: the inner packet's total length and destination. `frame`
+    /// passed `ipv4_fast` (outer total length `ip_len`) and is addressed to this node.
+    #[inline(always)]
+    fn decap_fast(
+        &self,
+        frame: &[u8],
+        ip_len: u16,
+        ingress: PortId,
+        snap: &FibSnapshot,
+    ) -> Option<(u16, u32)> {
+        if ingress != self.node.uplink {
+            return None;
+        }
+        // The smallest VXLAN frame that can succeed: outer headers plus an inner
+        // Ethernet/IPv4 header.
+        let f = frame.first_chunk::<{ INNER_FRAME + IPV4_FRAME_HEAD }>()?;
+        let ip = ipv4::Packet::new_unchecked(&f[ethernet::HEADER_LEN..OUTER_UDP]);
+        let udp = udp::Packet::new_unchecked(&f[OUTER_UDP..OUTER_VXLAN]);
+        let vx = vxlan::Packet::new_unchecked(&f[OUTER_VXLAN..INNER_FRAME]);
+        let udp_len = usize::from(udp.len());
+        // The datagram lies inside the outer packet and holds VXLAN and an inner
+        // Ethernet/IPv4 header (anything shorter is dropped by `parse_slow`).
+        let fits = (INNER_FRAME + IPV4_FRAME_HEAD - OUTER_UDP
+            ..=usize::from(ip_len) - ipv4::HEADER_LEN)
+            .contains(&udp_len);
+        if ip.protocol() != ipv4::protocol::UDP
+            || !fits
+            || udp.dst_port() != self.node.vxlan_port
+            || ip.is_fragment()
+            || vx.flags() & vxlan::FLAG_I == 0
+            || vx.vni() != self.node.vni
+            || !snap.is_known_vtep(ip.src_u32())
+        {
+            return None;
+        }
+        let (ih, inner_len) = ipv4_fast(&frame[INNER_FRAME..OUTER_UDP + udp_len])?;
+        let eth = ethernet::Frame::new_unchecked(&ih[..]);
+        if eth.dst_addr() != self.node.vtep_mac {
+            return None;
+        }
+        let inner_dst = ipv4::Packet::new_unchecked(&ih[ethernet::HEADER_LEN..]).dst_u32();
+        Some((inner_len, inner_dst))
+    }
+
+    /// The general parse: any IPv4 header, and the precise reason for every frame it does
+    /// not accept.
+    #[cold]
+    #[inline(never)]
+    fn parse_slow(
+        &self,
+        pkt: &mut Packet<'_>,
+        snap: &FibSnapshot,
+        ctrs: &mut Counters,
+    ) -> Result<(u16, u32), Verdict> {
         let drop = |ctrs: &mut Counters, r: DropReason| {
             ctrs.drop(r);
             Err(Verdict::Drop(r))
@@ -180,7 +303,7 @@ impl Pipeline {
         let ip = ipv4::Packet::new_unchecked(&pkt.buf[l3..end]);
         let dst = ip.dst_u32();
         if dst != self.node_ip {
-            return Ok((Parsed { l3 }, dst));
+            return Ok((ip.total_len(), dst));
         }
         // Addressed to this node: VXLAN from the uplink is ours, the rest is the kernel's.
         if pkt.ingress != self.node.uplink || ip.protocol() != ipv4::protocol::UDP {
@@ -222,101 +345,119 @@ impl Pipeline {
         }
         let inner_ip = ipv4::Packet::new_unchecked(&inner[ethernet::HEADER_LEN..]);
         let inner_dst = inner_ip.dst_u32();
-        let inner_total = usize::from(inner_ip.total_len());
+        let inner_total = inner_ip.total_len();
         ctrs.decapsulated += 1;
         pkt.offset = inner_off;
-        pkt.len = ethernet::HEADER_LEN + inner_total;
-        Ok((
-            Parsed {
-                l3: inner_off + ethernet::HEADER_LEN,
-            },
-            inner_dst,
-        ))
+        pkt.len = ethernet::HEADER_LEN + usize::from(inner_total);
+        Ok((inner_total, inner_dst))
     }
 
-    /// Applies the route's adjacency to a parsed frame and counts the outcome.
-    #[inline]
+    /// Applies the route's adjacency to a parsed frame (IPv4 total length `ip_len`) and
+    /// counts the outcome.
+    #[inline(always)]
     fn forward(
         &self,
         pkt: &mut Packet<'_>,
-        p: Parsed,
+        ip_len: u16,
         nh: Option<NextHopId>,
         snap: &FibSnapshot,
         ctrs: &mut Counters,
     ) -> Verdict {
-        let v = self.apply(pkt, p, nh, snap);
+        let v = match nh.and_then(|id| snap.adjacency(id)) {
+            Some(Adjacency::Rewrite { port, macs, mtu }) => {
+                if ip_len > *mtu {
+                    Verdict::Drop(DropReason::Mtu)
+                } else {
+                    let h = frame_head_mut(pkt.buf, pkt.offset);
+                    if !decrement_ttl(&mut h[ethernet::HEADER_LEN..]) {
+                        Verdict::ToKernel
+                    } else {
+                        h[..12].copy_from_slice(macs);
+                        // Drop Ethernet padding: the egress frame carries exactly the IP packet.
+                        pkt.len = ethernet::HEADER_LEN + usize::from(ip_len);
+                        ctrs.forwarded += 1;
+                        return Verdict::Tx(*port);
+                    }
+                }
+            }
+            Some(Adjacency::Encap(e)) => match encap(pkt, ip_len, e) {
+                Ok(port) => {
+                    ctrs.encapsulated += 1;
+                    return Verdict::Tx(port);
+                }
+                Err(v) => v,
+            },
+            Some(Adjacency::Unresolved) => Verdict::Drop(DropReason::NeighbourUnresolved),
+            Some(Adjacency::Local) => Verdict::ToKernel,
+            Some(Adjacency::Blackhole) => Verdict::Drop(DropReason::Blackhole),
+            None => Verdict::Drop(DropReason::NoRoute),
+        };
         match v {
             Verdict::Drop(r) => ctrs.drop(r),
             Verdict::ToKernel => ctrs.to_kernel += 1,
-            Verdict::Tx(_) if pkt.offset + ENCAP_HEADROOM + ethernet::HEADER_LEN == p.l3 => {
-                ctrs.encapsulated += 1
-            }
-            Verdict::Tx(_) => ctrs.forwarded += 1,
+            Verdict::Tx(_) => {}
         }
         v
     }
+}
 
-    #[inline]
-    fn apply(
-        &self,
-        pkt: &mut Packet<'_>,
-        p: Parsed,
-        nh: Option<NextHopId>,
-        snap: &FibSnapshot,
-    ) -> Verdict {
-        let Some(nh) = nh else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        let Some(adj) = snap.adjacency(nh) else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        let l3 = p.l3;
-        let ip_len = {
-            let ip = ipv4::Packet::new_unchecked(&pkt.buf[l3..]);
-            usize::from(ip.total_len())
-        };
-        match adj {
-            Adjacency::Rewrite { port, macs, mtu } => {
-                if ip_len > usize::from(*mtu) {
-                    return Verdict::Drop(DropReason::Mtu);
-                }
-                if !decrement_ttl(&mut pkt.buf[l3..]) {
-                    return Verdict::ToKernel;
-                }
-                pkt.buf[pkt.offset..pkt.offset + 12].copy_from_slice(macs);
-                // Drop Ethernet padding: the egress frame carries exactly the IP packet.
-                pkt.len = ethernet::HEADER_LEN + ip_len;
-                Verdict::Tx(*port)
-            }
-            Adjacency::Encap(e) => {
-                let inner_len = ethernet::HEADER_LEN + ip_len;
-                // The outer IPv4 packet is the inner IP packet plus 50 bytes (flannel.1 MTU = uplink - 50).
-                if ip_len + vxlan::ENCAP_OVERHEAD > usize::from(e.mtu) {
-                    return Verdict::Drop(DropReason::Mtu);
-                }
-                let Some(outer) = pkt.offset.checked_sub(vxlan::ENCAP_OVERHEAD) else {
-                    return Verdict::Drop(DropReason::NoHeadroom);
-                };
-                if !decrement_ttl(&mut pkt.buf[l3..]) {
-                    return Verdict::ToKernel;
-                }
-                let sport = flow_src_port(&pkt.buf[l3..l3 + ip_len]);
-                // RFC 6040 normal mode, as INET_ECN_encapsulate: copy ECN, CE becomes ECT(0).
-                let ecn = match pkt.buf[l3 + 1] & 0x03 {
-                    0x03 => 0x02,
-                    e => e,
-                };
-                pkt.buf[pkt.offset..pkt.offset + 12].copy_from_slice(&e.inner_macs);
-                e.write_outer(&mut pkt.buf[outer..pkt.offset], inner_len, sport, ecn);
-                pkt.offset = outer;
-                pkt.len = vxlan::ENCAP_OVERHEAD + inner_len;
-                Verdict::Tx(e.port)
-            }
-            Adjacency::Unresolved => Verdict::Drop(DropReason::NeighbourUnresolved),
-            Adjacency::Local => Verdict::ToKernel,
-            Adjacency::Blackhole => Verdict::Drop(DropReason::Blackhole),
-        }
+/// Encapsulates a parsed frame (IPv4 total length `ip_len`) with template `e`: the egress
+/// port, or the verdict for a frame that cannot be sent (not counted yet).
+#[inline(always)]
+fn encap(pkt: &mut Packet<'_>, ip_len: u16, e: &EncapTemplate) -> Result<PortId, Verdict> {
+    let ip_len = usize::from(ip_len);
+    let inner_len = ethernet::HEADER_LEN + ip_len;
+    // The outer IPv4 packet is the inner IP packet plus 50 bytes (flannel.1 MTU = uplink - 50).
+    if ip_len + vxlan::ENCAP_OVERHEAD > usize::from(e.mtu) {
+        return Err(Verdict::Drop(DropReason::Mtu));
     }
+    let Some(outer) = pkt.offset.checked_sub(vxlan::ENCAP_OVERHEAD) else {
+        return Err(Verdict::Drop(DropReason::NoHeadroom));
+    };
+    let l3 = pkt.offset + ethernet::HEADER_LEN;
+    let sport = flow_src_port(&pkt.buf[l3..l3 + ip_len]);
+    let f = pkt.buf[outer..]
+        .first_chunk_mut::<{ vxlan::ENCAP_OVERHEAD + IPV4_FRAME_HEAD }>()
+        .expect("parse saw the Ethernet and IPv4 headers");
+    let (hdr, inner) = f.split_at_mut(vxlan::ENCAP_OVERHEAD);
+    if !decrement_ttl(&mut inner[ethernet::HEADER_LEN..]) {
+        return Err(Verdict::ToKernel);
+    }
+    // RFC 6040 normal mode, as INET_ECN_encapsulate: copy ECN, CE becomes ECT(0).
+    let ecn = match ipv4::Packet::new_unchecked(&inner[ethernet::HEADER_LEN..]).tos() & 0x03 {
+        0x03 => 0x02,
+        e => e,
+    };
+    inner[..12].copy_from_slice(&e.inner_macs);
+    let hdr: &mut [u8; vxlan::ENCAP_OVERHEAD] = hdr.try_into().expect("50 bytes");
+    e.write_outer_fixed(hdr, inner_len, sport, ecn);
+    pkt.offset = outer;
+    pkt.len = vxlan::ENCAP_OVERHEAD + inner_len;
+    Ok(e.port)
+}
+
+/// The Ethernet and IPv4 header of a frame that passed `parse` (so at least that long).
+#[inline(always)]
+fn frame_head_mut(buf: &mut [u8], offset: usize) -> &mut [u8; IPV4_FRAME_HEAD] {
+    buf[offset..]
+        .first_chunk_mut()
+        .expect("parse saw the Ethernet and IPv4 headers")
+}
+
+/// `check_ipv4_frame` for the common frame, an IPv4 header without options: its first
+/// 34 bytes and the IPv4 total length if it passes; `None` if it fails or has options.
+#[inline(always)]
+fn ipv4_fast(frame: &[u8]) -> Option<(&[u8; IPV4_FRAME_HEAD], u16)> {
+    let h = frame.first_chunk::<IPV4_FRAME_HEAD>()?;
+    let ip: &[u8; ipv4::HEADER_LEN] = h[ethernet::HEADER_LEN..].try_into().ok()?;
+    let eth = ethernet::Frame::new_unchecked(&h[..]);
+    let total = ipv4::Packet::new_unchecked(&ip[..]).total_len();
+    let ok = eth.ethertype() == ethernet::ethertype::IPV4
+        && ip[0] == 0x45 // version 4, 20-byte header
+        && usize::from(total) >= ipv4::HEADER_LEN
+        && usize::from(total) <= frame.len() - ethernet::HEADER_LEN
+        && checksum::verify_header20(ip);
+    ok.then_some((h, total))
 }
 
 /// Checks an Ethernet frame carrying IPv4: lengths, version, IHL, header checksum.
@@ -356,9 +497,12 @@ pub const SRC_PORT_MAX: u16 = 61000;
 /// The outer UDP source port for an inner IPv4 packet: a hash of its flow (addresses,
 /// protocol, and TCP/UDP ports unless fragmented) scaled into the kernel's range, so that
 /// flows spread over ECMP paths and RSS queues while a flow keeps its port.
+///
+/// Panics if `ip` is shorter than an IPv4 header.
 #[inline]
 pub fn flow_src_port(ip: &[u8]) -> u16 {
-    let p = ipv4::Packet::new_unchecked(ip);
+    let h: &[u8; ipv4::HEADER_LEN] = ip.first_chunk().expect("an IPv4 header");
+    let p = ipv4::Packet::new_unchecked(&h[..]);
     let proto = p.protocol();
     let mut ports = 0u32;
     if (proto == ipv4::protocol::TCP || proto == ipv4::protocol::UDP) && !p.is_fragment() {
@@ -458,10 +602,25 @@ impl EncapTemplate {
     }
 
     /// Writes the outer headers for an inner frame of `inner_len` bytes into `dst`
-    /// (exactly 50 bytes), with source port `sport` and outer ECN bits `ecn`.
+    /// (exactly 50 bytes: panics otherwise), with source port `sport` and outer ECN bits
+    /// `ecn`.
     #[inline]
     pub fn write_outer(&self, dst: &mut [u8], inner_len: usize, sport: u16, ecn: u8) {
-        dst.copy_from_slice(&self.outer);
+        let dst: &mut [u8; vxlan::ENCAP_OVERHEAD] =
+            dst.try_into().expect("the outer headers are 50 bytes");
+        self.write_outer_fixed(dst, inner_len, sport, ecn);
+    }
+
+    /// `write_outer` into a 50-byte array: every offset is a constant, nothing is checked.
+    #[inline(always)]
+    fn write_outer_fixed(
+        &self,
+        dst: &mut [u8; vxlan::ENCAP_OVERHEAD],
+        inner_len: usize,
+        sport: u16,
+        ecn: u8,
+    ) {
+        *dst = self.outer;
         let ip_off = ethernet::HEADER_LEN;
         let udp_len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len) as u16;
         let ip_len = ipv4::HEADER_LEN as u16 + udp_len;
@@ -475,5 +634,7 @@ impl EncapTemplate {
     }
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
