@@ -19,12 +19,11 @@ fn ns(tag: &str) -> Netns {
     n
 }
 
-/// A veth pair `a_if` (in `a`) <-> `b_if` (in `b`), both up, tx checksum offload off
-/// (frames reach AF_XDP with real checksums, see docs/afxdp.md).
+/// A veth pair `a_if` (in `a`) <-> `b_if` (in `b`), both up (offloads as the kernel
+/// sets them: senders leave checksums partial, podfwd completes them).
 fn link(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     harness::veth_pair(a, a_if, b, b_if).expect("veth");
     for (n, i) in [(a, a_if), (b, b_if)] {
-        n.exec(&["ethtool", "-K", i, "tx", "off"]).expect("ethtool");
         n.link_up(i).expect("up");
     }
 }

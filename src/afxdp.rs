@@ -422,6 +422,15 @@ impl Worker {
             let data_off = d.addr() % FRAME_SIZE as usize;
             match *v {
                 Verdict::Tx(port) => {
+                    // Complete checksums a veth sender left partial (the inner frame of
+                    // an encapsulated one); see `partial_csum`.
+                    let inner = if pkt.offset < data_off {
+                        pkt.offset + crate::wire::vxlan::ENCAP_OVERHEAD
+                    } else {
+                        pkt.offset
+                    };
+                    let end = pkt.offset + pkt.len;
+                    crate::partial_csum::complete(&mut pkt.buf[inner..end]);
                     if pkt.offset != data_off {
                         pkt.buf
                             .copy_within(pkt.offset..pkt.offset + pkt.len, data_off);

@@ -134,6 +134,10 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     }
 
     let control = ControlServer::bind(&plan.control.socket)?;
+    eprintln!(
+        "podfwd: loading the XDP classifier on {} interfaces",
+        plan.ports.len()
+    );
 
     // Classifiers (loaded, configured, not yet attached).
     let settings = Settings::from_plan(plan);
@@ -198,6 +202,7 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
         worker_sockets.push(sockets);
     }
 
+    eprintln!("podfwd: {} AF_XDP worker(s) ready; attaching", cores.len());
     // Attach: from here on podfwd owns the traffic the classifiers select.
     for (c, port) in classifiers.iter_mut().zip(&plan.ports) {
         attach(c, &port.name, dp.xdp_mode)?;

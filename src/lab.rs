@@ -188,15 +188,8 @@ impl Cluster {
             c.nodes[i].add_addr(s.ul_if, &format!("{}/24", s.node_ip))?;
             c.nodes[i].link_up(s.ul_if)?;
         }
-        // Frames reach podfwd through AF_XDP with whatever checksum the sender left: a
-        // veth with tx checksum offload hands over CHECKSUM_PARTIAL packets whose L4
-        // checksum holds only the pseudo-header sum (docs/afxdp.md). Pods and nodes
-        // compute checksums in software, as they would behind a real NIC.
-        for (i, s) in SIDES.iter().enumerate() {
-            c.pods[i].exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
-            c.nodes[i].exec(&["ethtool", "-K", s.pod_if, "tx", "off"])?;
-            c.nodes[i].exec(&["ethtool", "-K", s.ul_if, "tx", "off"])?;
-        }
+        // Checksum offload stays on, as on real pods: senders leave TCP/UDP checksums
+        // partial and podfwd completes them (src/partial_csum.rs).
         for i in 0..2 {
             match spec.nodes[i] {
                 NodeKind::Podfwd => c.nodes[i].sysctl("net.ipv4.ip_forward", "0")?,
@@ -345,11 +338,11 @@ vtep_mac = "{peer_vtep}"
         let pid = self.nodes[i].spawn_logged(&[&exe, "run", "--config", &cfg], &log)?;
         self.podfwd[i] = Some(pid);
         let sock = self.socket_path(i);
-        let up = netns::wait_until(Duration::from_secs(10), || query_stats(&sock).is_ok());
+        let up = netns::wait_until(Duration::from_secs(20), || query_stats(&sock).is_ok());
         if !up {
             return Err(LabError::NotUp {
                 node: self.nodes[i].name().to_string(),
-                secs: 10,
+                secs: 20,
                 log: std::fs::read_to_string(&log).unwrap_or_default(),
             });
         }

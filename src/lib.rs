@@ -22,6 +22,7 @@ pub mod lpm;
 pub mod netlink;
 pub mod netns;
 pub mod nexthop;
+pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
 pub mod wire;
