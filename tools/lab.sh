@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release
-exec ./target/release/podfwd check --config podfwd.example.toml "$@"
+exec ./target/release/podfwd lab "$@"
