@@ -42,6 +42,8 @@ pub enum DaemonError {
     #[error(transparent)]
     AfXdp(#[from] crate::afxdp::AfXdpError),
     #[error(transparent)]
+    Tun(#[from] crate::tun::TunError),
+    #[error(transparent)]
     Control(#[from] crate::control::ControlError),
     #[error("dataplane.cores = {cores:?}: {why}")]
     Cores { cores: Vec<usize>, why: String },
@@ -67,8 +69,8 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     if uid != 0 {
         return Err(DaemonError::NotRoot { uid });
     }
-    if plan.dataplane.backend != crate::config::Backend::AfXdp {
-        return Err(DaemonError::Backend(plan.dataplane.backend.to_string()));
+    if plan.dataplane.backend == crate::config::Backend::Tun {
+        return Ok(crate::tun::run(plan, stats_interval)?);
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -130,6 +130,8 @@ pub struct Cluster {
     pub pods: [Netns; 2],
     /// nodeA, nodeB.
     pub nodes: [Netns; 2],
+    /// The backend podfwd nodes run with.
+    pub backend: Backend,
     dir: PathBuf,
     podfwd: [Option<u32>; 2],
 }
@@ -138,6 +140,17 @@ impl Cluster {
     /// Builds the namespaces, links and addresses, and configures kernel nodes. podfwd
     /// is not started yet (see [`Cluster::start_podfwd`]).
     pub fn build(tag: &str, spec: ClusterSpec) -> Result<Cluster, LabError> {
+        Self::build_with_backend(tag, spec, Backend::AfXdp)
+    }
+
+    /// [`Cluster::build`] with podfwd nodes on `backend`. TUN nodes keep kernel IP
+    /// forwarding on: the kernel routes pods into the TUN device and, in host-gw mode,
+    /// delivers what arrives on the uplink.
+    pub fn build_with_backend(
+        tag: &str,
+        spec: ClusterSpec,
+        backend: Backend,
+    ) -> Result<Cluster, LabError> {
         let pods = [Netns::new(tag)?, Netns::new(tag)?];
         let nodes = [Netns::new(tag)?, Netns::new(tag)?];
         let dir = std::env::temp_dir().join(format!("{}-files", nodes[0].name()));
@@ -146,6 +159,7 @@ impl Cluster {
             spec,
             pods,
             nodes,
+            backend,
             dir,
             podfwd: [None, None],
         };
@@ -192,7 +206,10 @@ impl Cluster {
         // partial and podfwd completes them (src/partial_csum.rs).
         for i in 0..2 {
             match spec.nodes[i] {
-                NodeKind::Podfwd => c.nodes[i].sysctl("net.ipv4.ip_forward", "0")?,
+                NodeKind::Podfwd => c.nodes[i].sysctl(
+                    "net.ipv4.ip_forward",
+                    if backend == Backend::Tun { "1" } else { "0" },
+                )?,
                 NodeKind::KernelVxlan => c.kernel_vxlan(i)?,
                 NodeKind::KernelHostGw => c.kernel_host_gw(i)?,
             }
@@ -291,7 +308,7 @@ uplink = "{ul}"
 pod_interfaces = ["{pod_if}"]
 
 [dataplane]
-backend = "afxdp"
+backend = "{backend}"
 mode = "{mode}"
 cores = [{cores}]
 queues = {queues}
@@ -305,6 +322,9 @@ vtep_mac = "{vtep}"
 socket = "{socket}"
 bpf_pin_dir = "/sys/fs/bpf/{nsname}"
 
+[tun]
+name = "podfwd0"
+
 [[peers]]
 pod_cidr = "{peer_cidr}"
 node_ip = "{peer_ip}"
@@ -316,6 +336,7 @@ vtep_mac = "{peer_vtep}"
             ul = me.ul_if,
             pod_if = me.pod_if,
             mode = self.spec.mode,
+            backend = self.backend,
             cores = cores.join(", "),
             queues = self.spec.queues,
             vtep = me.vtep_mac,
@@ -399,9 +420,6 @@ impl Drop for Cluster {
 /// transfer between the pods and the counters, and tears everything down (also on
 /// Ctrl-C or failure: the cluster is dropped on every path out of this function).
 pub fn run_demo(mode: Mode, backend: Backend) -> Result<(), LabError> {
-    if backend != Backend::AfXdp {
-        return Err(LabError::Backend(backend));
-    }
     netns::require_root().map_err(LabError::NotRoot)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -420,7 +438,7 @@ pub fn run_demo(mode: Mode, backend: Backend) -> Result<(), LabError> {
         ..ClusterSpec::default()
     };
     println!("podfwd lab: building a two-node cluster in network namespaces (mode {mode})");
-    let mut c = Cluster::build("lab", spec)?;
+    let mut c = Cluster::build_with_backend("lab", spec, backend)?;
     println!(
         "  podA {} -- [nodeA {}] ==== [nodeB {}] -- podB {}",
         SIDES[0].pod_ip, SIDES[0].node_ip, SIDES[1].node_ip, SIDES[1].pod_ip
@@ -433,7 +451,11 @@ pub fn run_demo(mode: Mode, backend: Backend) -> Result<(), LabError> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("  kernel IP forwarding is off on both nodes: only podfwd forwards");
+    if backend == Backend::Tun {
+        println!("  backend tun: the kernel routes pods into podfwd0 (ip_forward = 1)");
+    } else {
+        println!("  kernel IP forwarding is off on both nodes: only podfwd forwards");
+    }
     let exe = std::env::current_exe()?;
     for i in 0..2 {
         check()?;

@@ -25,5 +25,6 @@ pub mod nexthop;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
+pub mod tun;
 pub mod wire;
 pub mod xdp;

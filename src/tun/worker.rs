@@ -1,0 +1,374 @@
+//! The TUN worker: one mio event loop over the TUN device and the VXLAN socket.
+//!
+//! TUN -> prepend Ethernet -> pipeline -> VXLAN payload out of the UDP socket
+//! (`sendmmsg`), or a rewritten Ethernet frame out of the AF_PACKET socket (host-gw).
+//! UDP socket (`recvmmsg`) -> synthetic outer headers -> pipeline (validation and
+//! decapsulation) -> inner IP packet written to the TUN.
+//!
+//! Every buffer is allocated once; a batch uses fixed-size stack arrays.
+
+use super::frame::{self, ETH_OFFSET, IP_OFFSET, UDP_PAYLOAD_OFFSET};
+use crate::counters::{Counters, SharedCounters};
+use crate::nexthop::PortId;
+use crate::pipeline::{Packet, Pipeline, Verdict};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::io;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Packets per batch: one pipeline window.
+pub const BATCH: usize = 64;
+
+/// The uplink's port id (plan: port 0).
+pub const UPLINK: PortId = 0;
+/// The TUN device's port id (plan: port 1).
+pub const TUN: PortId = 1;
+
+const TUN_TOKEN: Token = Token(0);
+const UDP_TOKEN: Token = Token(1);
+
+/// How long a full socket buffer is waited for before the rest of a batch is dropped.
+const SEND_WAIT: Duration = Duration::from_millis(2);
+const SEND_TRIES: usize = 8;
+
+/// What the worker owns.
+pub struct Worker {
+    tun: RawFd,
+    udp: Option<UdpSocket>,
+    packet: Option<super::device::PacketSocket>,
+    pipeline: Pipeline,
+    node_ip: Ipv4Addr,
+    vxlan_port: u16,
+    /// Size of one packet buffer in `arena`.
+    buf_size: usize,
+    arena: Vec<u8>,
+    lens: [usize; BATCH],
+    counters: Counters,
+    shared: Arc<SharedCounters>,
+}
+
+impl Worker {
+    /// A worker over the TUN device `tun` (kept open by the caller until `run` returns),
+    /// the VXLAN socket (vxlan/auto) and the uplink's packet socket (host-gw/auto).
+    /// `max_packet` bounds the IP packets and VXLAN datagrams it must carry.
+    pub fn new(
+        tun: RawFd,
+        udp: Option<UdpSocket>,
+        packet: Option<super::device::PacketSocket>,
+        pipeline: Pipeline,
+        shared: Arc<SharedCounters>,
+        max_packet: usize,
+    ) -> Worker {
+        let node = *pipeline.node();
+        // A datagram is placed at UDP_PAYLOAD_OFFSET, an IP packet at IP_OFFSET (larger).
+        let buf_size = (IP_OFFSET + max_packet + 63) & !63;
+        Worker {
+            tun,
+            udp,
+            packet,
+            pipeline,
+            node_ip: node.node_ip,
+            vxlan_port: node.vxlan_port,
+            buf_size,
+            arena: vec![0; buf_size * BATCH],
+            lens: [0; BATCH],
+            counters: Counters::default(),
+            shared,
+        }
+    }
+
+    /// Runs until `stop` is set; an error is a socket or device failure.
+    pub fn run(mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut poll = Poll::new()?;
+        poll.registry()
+            .register(&mut SourceFd(&self.tun), TUN_TOKEN, Interest::READABLE)?;
+        if let Some(u) = &self.udp {
+            poll.registry().register(
+                &mut SourceFd(&u.as_raw_fd()),
+                UDP_TOKEN,
+                Interest::READABLE,
+            )?;
+        }
+        let mut events = Events::with_capacity(8);
+        // mio is edge-triggered: a ready source is drained until it would block.
+        let mut tun_ready = true;
+        let mut udp_ready = self.udp.is_some();
+        let mut batches = 0u32;
+        // Relaxed: a stop flag that only needs to be seen eventually.
+        while !stop.load(Ordering::Relaxed) {
+            if !tun_ready && !udp_ready {
+                self.shared.publish(&self.counters);
+                match poll.poll(&mut events, Some(Duration::from_millis(100))) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                for ev in events.iter() {
+                    match ev.token() {
+                        TUN_TOKEN => tun_ready = true,
+                        UDP_TOKEN => udp_ready = true,
+                        _ => {}
+                    }
+                }
+            }
+            if tun_ready {
+                tun_ready = self.tun_batch()?;
+            }
+            if udp_ready {
+                udp_ready = self.udp_batch()?;
+            }
+            batches = batches.wrapping_add(1);
+            if batches % 64 == 0 {
+                self.shared.publish(&self.counters);
+            }
+        }
+        self.shared.publish(&self.counters);
+        Ok(())
+    }
+
+    /// Reads up to a batch from the TUN and forwards it; true if more may be queued.
+    fn tun_batch(&mut self) -> io::Result<bool> {
+        let bs = self.buf_size;
+        let mut n = 0;
+        let mut more = true;
+        while n < BATCH {
+            let buf = &mut self.arena[n * bs..(n + 1) * bs];
+            let room = &mut buf[IP_OFFSET..];
+            // SAFETY: `room` is a writable slice of the length given.
+            let r = unsafe { libc::read(self.tun, room.as_mut_ptr().cast(), room.len()) };
+            if r <= 0 {
+                let e = io::Error::last_os_error();
+                if r == 0 || e.kind() == io::ErrorKind::WouldBlock {
+                    more = false;
+                    break;
+                }
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let len = r as usize;
+            frame::prepend_ethernet(buf);
+            // The kernel counted this node's hop when it routed the packet into the TUN.
+            frame::undo_ttl_decrement(&mut buf[IP_OFFSET..IP_OFFSET + len]);
+            self.lens[n] = IP_OFFSET - ETH_OFFSET + len;
+            n += 1;
+        }
+        if n > 0 {
+            self.forward(n, ETH_OFFSET, TUN);
+        }
+        Ok(more)
+    }
+
+    /// Receives up to a batch of VXLAN datagrams and forwards them; true if more may be
+    /// queued.
+    fn udp_batch(&mut self) -> io::Result<bool> {
+        let Some(udp) = &self.udp else {
+            return Ok(false);
+        };
+        let fd = udp.as_raw_fd();
+        let bs = self.buf_size;
+        // SAFETY: these C structs are plain old data; zero is a valid value.
+        let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, ((m, iov), name)) in msgs
+            .iter_mut()
+            .zip(iovs.iter_mut())
+            .zip(names.iter_mut())
+            .enumerate()
+        {
+            let room = &mut self.arena[i * bs + UDP_PAYLOAD_OFFSET..(i + 1) * bs];
+            iov.iov_base = room.as_mut_ptr().cast();
+            iov.iov_len = room.len();
+            m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a live name and iovec, and every iovec at a
+        // distinct region of `arena`, all of which outlive the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(false),
+                io::ErrorKind::Interrupted => Ok(true),
+                _ => Err(e),
+            };
+        }
+        let got = r as usize;
+        for i in 0..got {
+            let m = &msgs[i];
+            let name = &names[i];
+            let payload = m.msg_len as usize;
+            let src = Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr));
+            let sport = u16::from_be(name.sin_port);
+            let buf = &mut self.arena[i * bs..(i + 1) * bs];
+            let ok = m.msg_hdr.msg_flags & libc::MSG_TRUNC == 0
+                && frame::write_received_outer(
+                    buf,
+                    src,
+                    sport,
+                    self.node_ip,
+                    self.vxlan_port,
+                    payload,
+                );
+            // A truncated datagram becomes an empty frame: the pipeline counts it malformed.
+            self.lens[i] = if ok { UDP_PAYLOAD_OFFSET + payload } else { 0 };
+        }
+        if got > 0 {
+            self.forward(got, 0, UPLINK);
+        }
+        Ok(got == BATCH)
+    }
+
+    /// Runs the pipeline over the first `n` buffers (frames at `offset`, lengths in
+    /// `lens`) and sends what it decided.
+    fn forward(&mut self, n: usize, offset: usize, ingress: PortId) {
+        let bs = self.buf_size;
+        let lens = self.lens;
+        let mut chunks = self.arena.chunks_exact_mut(bs);
+        let mut pkts: [Packet<'_>; BATCH] = std::array::from_fn(|i| Packet {
+            buf: chunks.next().unwrap_or_default(),
+            offset,
+            len: if i < n { lens[i] } else { 0 },
+            ingress,
+        });
+        let mut verdicts = [Verdict::ToKernel; BATCH];
+        self.pipeline
+            .process(&mut pkts[..n], &mut verdicts[..n], &mut self.counters);
+
+        // SAFETY: plain old data; zero is a valid value.
+        let mut udp_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut udp_to: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+        let mut udp_n = 0;
+        let mut eth_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut eth_n = 0;
+        for (p, v) in pkts[..n].iter().zip(&verdicts[..n]) {
+            let f = p.frame();
+            match *v {
+                // Encapsulated (the frame moved back over the outer headers): the UDP
+                // socket sends the VXLAN header and the inner frame.
+                Verdict::Tx(UPLINK) if p.offset == 0 && self.udp.is_some() => {
+                    let Some(dst) = frame::outer_dst(f) else {
+                        continue;
+                    };
+                    let payload = &f[UDP_PAYLOAD_OFFSET..];
+                    udp_iov[udp_n] = libc::iovec {
+                        iov_base: payload.as_ptr() as *mut libc::c_void,
+                        iov_len: payload.len(),
+                    };
+                    let to = &mut udp_to[udp_n];
+                    to.sin_family = libc::AF_INET as libc::sa_family_t;
+                    to.sin_port = self.vxlan_port.to_be();
+                    to.sin_addr.s_addr = u32::from(dst).to_be();
+                    udp_n += 1;
+                }
+                // host-gw: a rewritten Ethernet frame for the uplink.
+                Verdict::Tx(UPLINK) if p.offset == ETH_OFFSET && self.packet.is_some() => {
+                    eth_iov[eth_n] = libc::iovec {
+                        iov_base: f.as_ptr() as *mut libc::c_void,
+                        iov_len: f.len(),
+                    };
+                    eth_n += 1;
+                }
+                // Decapsulated for a local pod (or this node): the kernel delivers it.
+                Verdict::ToKernel if ingress == UPLINK && p.offset == ETH_OFFSET => {
+                    let ip = &f[IP_OFFSET - ETH_OFFSET..];
+                    // SAFETY: `ip` is a readable slice of the length given.
+                    let r = unsafe { libc::write(self.tun, ip.as_ptr().cast(), ip.len()) };
+                    if r < 0 {
+                        self.counters.ring_full += 1;
+                    } else {
+                        self.counters.tx += 1;
+                    }
+                }
+                // Dropped (counted by the pipeline), to the kernel from the TUN (counted
+                // as to_kernel: the kernel routed it here, so it has nowhere else to go),
+                // or a port this backend does not transmit on.
+                _ => {}
+            }
+        }
+        if udp_n > 0 {
+            if let Some(u) = &self.udp {
+                // SAFETY: plain old data; zero is a valid value.
+                let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+                for i in 0..udp_n {
+                    let h = &mut msgs[i].msg_hdr;
+                    h.msg_name = (&mut udp_to[i] as *mut libc::sockaddr_in).cast();
+                    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                    h.msg_iov = &mut udp_iov[i];
+                    h.msg_iovlen = 1;
+                }
+                send_batch(u.as_raw_fd(), &mut msgs[..udp_n], &mut self.counters);
+            }
+        }
+        if eth_n > 0 {
+            if let Some(s) = &self.packet {
+                // SAFETY: plain old data; zero is a valid value.
+                let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+                for i in 0..eth_n {
+                    let h = &mut msgs[i].msg_hdr;
+                    h.msg_iov = &mut eth_iov[i];
+                    h.msg_iovlen = 1;
+                }
+                send_batch(s.fd(), &mut msgs[..eth_n], &mut self.counters);
+            }
+        }
+    }
+}
+
+/// Sends `msgs` with `sendmmsg`, waiting briefly while the socket buffer is full;
+/// counts what was sent as `tx` and what was given up as `ring_full`.
+fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ctrs: &mut Counters) {
+    let mut off = 0;
+    let mut tries = 0;
+    while off < msgs.len() {
+        let rest = &mut msgs[off..];
+        // SAFETY: every header points at live iovecs (and names) over live buffers.
+        let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
+        if r > 0 {
+            off += r as usize;
+            ctrs.tx += r as u64;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) if tries < SEND_TRIES => {
+                tries += 1;
+                wait_writable(fd, SEND_WAIT);
+            }
+            // Full for too long, or this one message failed (no route, too big): give it
+            // up and go on with the rest.
+            _ => {
+                ctrs.ring_full += 1;
+                off += 1;
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is writable or `timeout` passes.
+fn wait_writable(fd: RawFd, timeout: Duration) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
+}
