@@ -11,8 +11,10 @@ mod harness {
 }
 
 mod auto;
+mod bench;
 mod forwarding;
 mod harness_selftest;
 mod lifecycle;
 mod neigh;
+mod tun;
 mod xdp;

@@ -108,6 +108,69 @@ pub fn outer_dst(frame: &[u8]) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
 }
 
+/// Splits the IPv4/TCP packet `ip` into segments whose IP packets fit `mtu` bytes, as the
+/// kernel's GSO would, assembling each in `scratch` (at least `mtu` long) and passing it
+/// to `emit`; returns how many it emitted. `None` (nothing emitted): not TCP, a fragment,
+/// malformed, or headers that leave no room for payload.
+///
+/// A kernel VTEP behind a veth hands its peer whole tunnel GSO super-packets (a real NIC
+/// segments them on the wire); the UDP socket delivers one as a single datagram whose
+/// inner packet exceeds the TUN's MTU. Checksums are computed in full (the inner TCP
+/// checksum of such a packet is only the pseudo-header sum).
+pub fn segment_tcp(
+    ip: &[u8],
+    mtu: usize,
+    scratch: &mut [u8],
+    mut emit: impl FnMut(&[u8]),
+) -> Option<usize> {
+    let p = ipv4::Packet::new_checked(ip).ok()?;
+    if p.protocol() != ipv4::protocol::TCP || p.is_fragment() {
+        return None;
+    }
+    let hl = p.header_len();
+    let total = usize::from(p.total_len());
+    let tcp = ip.get(hl..total)?;
+    let thl = usize::from(*tcp.get(12)? >> 4) * 4;
+    if thl < 20 || tcp.len() < thl {
+        return None;
+    }
+    let head = hl + thl;
+    let mss = mtu.checked_sub(head).filter(|m| *m > 0)?;
+    let scratch = scratch.get_mut(..mtu)?;
+    let payload = &ip[head..total];
+    let seq0 = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let flags = tcp[13];
+    let id0 = p.ident();
+    let pseudo = checksum::add(0, &ip[12..20]) + u32::from(ipv4::protocol::TCP);
+    let count = payload.len().div_ceil(mss).max(1);
+    for k in 0..count {
+        let chunk = payload.get(k * mss..((k + 1) * mss).min(payload.len()))?;
+        let len = head + chunk.len();
+        let seg = &mut scratch[..len];
+        seg[..head].copy_from_slice(&ip[..head]);
+        seg[head..].copy_from_slice(chunk);
+        seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        seg[4..6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
+        ipv4::Packet::new_unchecked(&mut seg[..]).fill_checksum();
+        let t = &mut seg[hl..];
+        let seq = seq0.wrapping_add((k * mss) as u32);
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        let mut f = flags;
+        if k + 1 < count {
+            f &= !(0x01 | 0x08); // FIN and PSH only on the last segment
+        }
+        if k > 0 {
+            f &= !0x80; // CWR only on the first
+        }
+        t[13] = f;
+        t[16..18].fill(0);
+        let sum = checksum::add(pseudo + (len - hl) as u32, t);
+        t[16..18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+        emit(seg);
+    }
+    Some(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +259,88 @@ mod tests {
         assert_eq!(u.src_port(), 40000);
         assert_eq!(usize::from(u.len()), 8 + 100);
         assert_eq!(outer_dst(&buf), Some(dst));
+    }
+
+    /// An IPv4/TCP packet with `payload` bytes of data, flags PSH|ACK|FIN|CWR.
+    fn tcp_packet(payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + payload];
+        ipv4::Repr {
+            src: Ipv4Addr::new(10, 244, 1, 2),
+            dst: Ipv4Addr::new(10, 244, 0, 2),
+            protocol: ipv4::protocol::TCP,
+            payload_len: 20 + payload,
+            ttl: 63,
+            tos: 0,
+            ident: 7,
+            dont_frag: true,
+        }
+        .emit(&mut p);
+        let t = &mut p[20..];
+        t[0..4].copy_from_slice(&[0x14, 0x51, 0xc0, 0x00]);
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x80 | 0x10 | 0x08 | 0x01;
+        for (i, b) in t[20..].iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        p
+    }
+
+    fn tcp_checksum_ok(seg: &[u8]) -> bool {
+        let sum = checksum::add(0, &seg[12..20]) + 6 + (seg.len() - 20) as u32;
+        checksum::fold(checksum::add(sum, &seg[20..])) == 0xffff
+    }
+
+    #[test]
+    fn a_tcp_super_packet_is_split_into_mtu_sized_segments_with_valid_checksums() {
+        let big = tcp_packet(4000);
+        let mut scratch = vec![0u8; 1450];
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        let n = segment_tcp(&big, 1450, &mut scratch, |s| segs.push(s.to_vec()));
+        assert_eq!(n, Some(3));
+        assert_eq!(segs.len(), 3);
+        let mut data = Vec::new();
+        for (k, s) in segs.iter().enumerate() {
+            let ip = Ip::new_checked(&s[..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(usize::from(ip.total_len()), s.len());
+            assert!(s.len() <= 1450);
+            assert!(tcp_checksum_ok(s), "segment {k}");
+            let seq = u32::from_be_bytes(s[24..28].try_into().unwrap());
+            assert_eq!(seq, 1000 + data.len() as u32);
+            let flags = s[33];
+            assert_eq!(flags & 0x80 != 0, k == 0, "CWR on the first only");
+            assert_eq!(flags & 0x09 != 0, k == 2, "FIN/PSH on the last only");
+            assert!(flags & 0x10 != 0, "ACK on every one");
+            data.extend_from_slice(&s[40..]);
+        }
+        assert_eq!(data, big[40..]);
+    }
+
+    #[test]
+    fn segment_tcp_refuses_what_it_cannot_split() {
+        let mut scratch = vec![0u8; 1450];
+        let mut udp = tcp_packet(100);
+        udp[9] = ipv4::protocol::UDP;
+        let c = checksum::checksum(&{
+            let mut h = [0u8; 20];
+            h.copy_from_slice(&udp[..20]);
+            h[10..12].fill(0);
+            h
+        });
+        udp[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(segment_tcp(&udp, 1450, &mut scratch, |_| panic!()), None);
+        assert_eq!(
+            segment_tcp(&[0u8; 10], 1450, &mut scratch, |_| panic!()),
+            None
+        );
+        let big = tcp_packet(3000);
+        assert_eq!(segment_tcp(&big, 40, &mut scratch, |_| panic!()), None);
+        assert_eq!(
+            segment_tcp(&big, 2000, &mut scratch, |_| panic!()),
+            None,
+            "scratch too short"
+        );
     }
 
     #[test]

@@ -184,7 +184,12 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     let core = plan.dataplane.cores.first().copied().unwrap_or(0);
     let shared = Arc::new(SharedCounters::default());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    let max_packet = uplink.mtu.max(1500) as usize + 64;
+    // VXLAN datagrams from a kernel VTEP behind a veth can be whole GSO super-packets.
+    let max_packet = if mode.uses_vxlan() {
+        usize::from(u16::MAX)
+    } else {
+        uplink.mtu.max(1500) as usize + 64
+    };
     let mut thread = None;
     if result.is_ok() {
         let w = Worker::new(
@@ -194,6 +199,7 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
             Pipeline::new(node, reader),
             shared.clone(),
             max_packet,
+            tun_mtu as usize,
         );
         let stop = worker_stop.clone();
         match std::thread::Builder::new()

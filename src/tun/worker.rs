@@ -46,6 +46,9 @@ pub struct Worker {
     /// Size of one packet buffer in `arena`.
     buf_size: usize,
     arena: Vec<u8>,
+    /// The TUN's MTU: larger decapsulated TCP packets are segmented into `scratch`.
+    tun_mtu: usize,
+    scratch: Vec<u8>,
     lens: [usize; BATCH],
     counters: Counters,
     shared: Arc<SharedCounters>,
@@ -62,6 +65,7 @@ impl Worker {
         pipeline: Pipeline,
         shared: Arc<SharedCounters>,
         max_packet: usize,
+        tun_mtu: usize,
     ) -> Worker {
         let node = *pipeline.node();
         // A datagram is placed at UDP_PAYLOAD_OFFSET, an IP packet at IP_OFFSET (larger).
@@ -75,6 +79,8 @@ impl Worker {
             vxlan_port: node.vxlan_port,
             buf_size,
             arena: vec![0; buf_size * BATCH],
+            tun_mtu,
+            scratch: vec![0; tun_mtu],
             lens: [0; BATCH],
             counters: Counters::default(),
             shared,
@@ -257,7 +263,12 @@ impl Worker {
         let mut udp_n = 0;
         let mut eth_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut eth_n = 0;
-        for (p, v) in pkts[..n].iter().zip(&verdicts[..n]) {
+        for (p, v) in pkts[..n].iter_mut().zip(&verdicts[..n]) {
+            if *v == Verdict::ToKernel && ingress == UPLINK && p.offset == ETH_OFFSET {
+                // A kernel VTEP's peer may leave inner TCP/UDP checksums partial (veth
+                // offload); the UDP socket hands us the bytes without that state.
+                crate::partial_csum::complete(&mut p.buf[p.offset..p.offset + p.len]);
+            }
             let f = p.frame();
             match *v {
                 // Encapsulated (the frame moved back over the outer headers): the UDP
@@ -288,6 +299,23 @@ impl Worker {
                 // Decapsulated for a local pod (or this node): the kernel delivers it.
                 Verdict::ToKernel if ingress == UPLINK && p.offset == ETH_OFFSET => {
                     let ip = &f[IP_OFFSET - ETH_OFFSET..];
+                    if ip.len() > self.tun_mtu {
+                        let tun = self.tun;
+                        let ctrs = &mut self.counters;
+                        let r = frame::segment_tcp(ip, self.tun_mtu, &mut self.scratch, |seg| {
+                            // SAFETY: `seg` is a readable slice of the length given.
+                            let r = unsafe { libc::write(tun, seg.as_ptr().cast(), seg.len()) };
+                            if r < 0 {
+                                ctrs.ring_full += 1;
+                            } else {
+                                ctrs.tx += 1;
+                            }
+                        });
+                        if r.is_none() {
+                            self.counters.drop(crate::counters::DropReason::Mtu);
+                        }
+                        continue;
+                    }
                     // SAFETY: `ip` is a readable slice of the length given.
                     let r = unsafe { libc::write(self.tun, ip.as_ptr().cast(), ip.len()) };
                     if r < 0 {

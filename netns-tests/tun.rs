@@ -1,0 +1,277 @@
+//! End-to-end forwarding through `podfwd run` with `backend = "tun"` in the demo cluster
+//! (src/lab.rs): VXLAN and host-gw between two podfwd-tun nodes, VXLAN interop with a
+//! flannel-style kernel node, malformed VXLAN from the underlay, and the routes into the
+//! TUN removed on SIGTERM. TUN nodes run with `net.ipv4.ip_forward = 1` (the kernel routes
+//! pods into the TUN); the counters prove podfwd carried the traffic.
+
+use crate::harness::{self, skip_unless_root};
+use podfwd::config::{Backend, Mode};
+use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
+use std::path::Path;
+use std::time::Duration;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_podfwd"))
+}
+
+/// Builds a cluster whose podfwd nodes use the TUN backend, and starts them.
+fn cluster(tag: &str, mode: Mode, nodes: [NodeKind; 2]) -> Cluster {
+    let spec = ClusterSpec {
+        mode,
+        nodes,
+        ..ClusterSpec::default()
+    };
+    let mut c = Cluster::build_with_backend(tag, spec, Backend::Tun).expect("build the cluster");
+    for (i, kind) in nodes.iter().enumerate() {
+        if *kind == NodeKind::Podfwd {
+            c.start_podfwd(i, exe()).expect("start podfwd");
+        }
+    }
+    c
+}
+
+/// Pings the other pod until a reply arrives, then `count` more that must all be
+/// answered; returns the TTLs.
+fn ping_ok(c: &Cluster, from: usize, count: u32) -> Vec<u8> {
+    let to = SIDES[1 - from].pod_ip;
+    let warm = harness::wait_until(Duration::from_secs(5), || {
+        c.pods[from]
+            .exec(&["ping", "-c", "1", "-W", "1", to])
+            .is_ok()
+    });
+    assert!(warm, "no reply from {to} within 5 s\n{}", c.logs());
+    let out = c.pods[from]
+        .exec(&["ping", "-c", &count.to_string(), "-i", "0.1", "-W", "1", to])
+        .unwrap_or_else(|e| panic!("ping {to}: {e}\n{}", c.logs()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{count} packets transmitted, {count} received")),
+        "{text}"
+    );
+    text.split("ttl=")
+        .skip(1)
+        .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Transfers `bytes` of a deterministic stream over TCP from pod `from` to the other
+/// pod and checks the receiver got exactly those bytes (length and SHA-256), as
+/// forwarding.rs does.
+fn tcp_ok(c: &Cluster, from: usize, bytes: u64) {
+    let (client, server) = (&c.pods[from], &c.pods[1 - from]);
+    let ip = SIDES[1 - from].pod_ip;
+    let out = std::env::temp_dir().join(format!("{}-tcp-{from}.txt", server.name()));
+    let out_s = out.display().to_string();
+    let _ = std::fs::remove_file(&out);
+    let gen = format!("bytes((i * 251) % 256 for i in range({bytes}))");
+    let server_py = format!(
+        "import socket, hashlib\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{ip}', 5201)); s.listen(1); s.settimeout(20)\n\
+         c, _ = s.accept(); c.settimeout(20); h = hashlib.sha256(); n = 0\n\
+         while True:\n    d = c.recv(65536)\n    if not d: break\n    h.update(d); n += len(d)\n\
+         open('{out_s}', 'w').write('%d %s' % (n, h.hexdigest()))\n"
+    );
+    let pid = server
+        .spawn(&["python3", "-c", &server_py])
+        .expect("start the TCP sink");
+    let client_py = format!(
+        "import socket, sys\ndata = {gen}\n\
+         s = socket.create_connection(('{ip}', 5201), timeout=20)\n\
+         s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()\n"
+    );
+    let sent = harness::wait_until(Duration::from_secs(10), || {
+        client
+            .exec_unchecked(&["python3", "-c", &client_py])
+            .is_ok_and(|o| o.status.success())
+    });
+    let done = harness::wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains(' '))
+    });
+    server.kill(pid);
+    assert!(
+        sent && done,
+        "TCP transfer {from}->{} failed\n{}",
+        1 - from,
+        c.logs()
+    );
+    let got = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let data: Vec<u8> = (0..bytes).map(|i| ((i * 251) % 256) as u8).collect();
+    let want = format!("{} {}", bytes, sha256_hex(&data));
+    assert_eq!(got, want, "the receiver got other bytes than were sent");
+}
+
+/// SHA-256 via the system's sha256sum (coreutils), to compare with Python's hashlib.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn tun_vxlan_between_two_podfwd_nodes_forwards_ping_and_tcp_both_ways() {
+    skip_unless_root!();
+    let c = cluster("tunvx", Mode::Vxlan, [NodeKind::Podfwd; 2]);
+    for from in 0..2 {
+        // 64 at the sender, one hop per node: 62 at the receiver, as with flannel.1.
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    for i in 0..2 {
+        let s = c.stats(i).unwrap();
+        assert!(s.total["encapsulated"] > 1000, "node {i}: {:?}", s.total);
+        assert!(s.total["decapsulated"] > 1000, "node {i}: {:?}", s.total);
+    }
+}
+
+#[test]
+fn tun_vxlan_interoperates_with_a_flannel_style_kernel_node_both_ways() {
+    skip_unless_root!();
+    let c = cluster(
+        "tuninterop",
+        Mode::Vxlan,
+        [NodeKind::Podfwd, NodeKind::KernelVxlan],
+    );
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    let s = c.stats(0).unwrap();
+    assert!(
+        s.total["encapsulated"] > 1000 && s.total["decapsulated"] > 1000,
+        "{:?}",
+        s.total
+    );
+}
+
+#[test]
+fn tun_host_gw_between_two_podfwd_nodes_forwards_ping_and_tcp_both_ways() {
+    skip_unless_root!();
+    let c = cluster("tunhg", Mode::HostGw, [NodeKind::Podfwd; 2]);
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    for i in 0..2 {
+        let s = c.stats(i).unwrap();
+        // Each node forwards what its pod sends; reception is the kernel's.
+        assert!(s.total["forwarded"] > 1000, "node {i}: {:?}", s.total);
+        assert_eq!(s.total["encapsulated"], 0);
+    }
+}
+
+/// A Python script that sends VXLAN datagrams to node A's socket from `src`: `kind` is
+/// `bad_vni`, `short`, `wrong_mac` or `good`.
+fn vxlan_sender(src: &str, kind: &str, count: u32) -> String {
+    let dst_mac = SIDES[0].vtep_mac.replace(':', "");
+    format!(
+        r#"import socket, struct
+def csum(h):
+    s = sum(struct.unpack('!10H', h))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+kind = '{kind}'
+vni = 2 if kind == 'bad_vni' else 1
+mac = bytes.fromhex('{dst_mac}') if kind != 'wrong_mac' else bytes.fromhex('0e00000000ff')
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 28, 0, 0, 64, 17, 0,
+                 socket.inet_aton('{src_pod}'), socket.inet_aton('{dst_pod}'))
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+udp = struct.pack('!HHHH', 1000, 9, 8, 0)
+inner = mac + bytes.fromhex('0e000000000b') + b'\x08\x00' + ip + udp
+vx = struct.pack('!B3sI', 0x08, b'\0\0\0', vni << 8)
+msg = vx[:4] if kind == 'short' else vx + inner
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('{src}', 0))
+for _ in range({count}):
+    s.sendto(msg, ('{node}', 8472))
+"#,
+        src_pod = SIDES[1].pod_ip,
+        dst_pod = SIDES[0].pod_ip,
+        node = SIDES[0].node_ip,
+    )
+}
+
+#[test]
+fn tun_malformed_vxlan_from_the_underlay_is_dropped_and_counted() {
+    skip_unless_root!();
+    let c = cluster(
+        "tunbad",
+        Mode::Vxlan,
+        [NodeKind::Podfwd, NodeKind::KernelHostGw],
+    );
+    let b = &c.nodes[1];
+    b.add_addr(SIDES[1].ul_if, "10.168.0.9/24")
+        .expect("a second underlay address on node B");
+    let cases = [
+        (SIDES[1].node_ip, "bad_vni", "drop_bad_vni"),
+        (SIDES[1].node_ip, "short", "drop_bad_vxlan"),
+        (SIDES[1].node_ip, "wrong_mac", "drop_wrong_inner_mac"),
+        ("10.168.0.9", "good", "drop_unknown_vtep"),
+    ];
+    for (src, kind, counter) in cases {
+        let before = c.stats(0).unwrap().total[counter];
+        b.exec(&["python3", "-c", &vxlan_sender(src, kind, 5)])
+            .expect("send VXLAN");
+        let counted = harness::wait_until(Duration::from_secs(3), || {
+            c.stats(0).unwrap().total[counter] >= before + 5
+        });
+        assert!(
+            counted,
+            "{kind} from {src}: {counter} did not count 5 drops: {:?}\n{}",
+            c.stats(0).unwrap().total,
+            c.logs()
+        );
+    }
+    let s = c.stats(0).unwrap();
+    assert_eq!(s.total["decapsulated"], 0, "{:?}", s.total);
+    assert_eq!(s.total["tx"], 0, "nothing malformed reached the TUN");
+    // A well-formed datagram from the known VTEP is decapsulated.
+    b.exec(&["python3", "-c", &vxlan_sender(SIDES[1].node_ip, "good", 3)])
+        .expect("send VXLAN");
+    let decapsulated = harness::wait_until(Duration::from_secs(3), || {
+        c.stats(0).unwrap().total["decapsulated"] >= 3
+    });
+    assert!(decapsulated, "{:?}", c.stats(0).unwrap().total);
+}
+
+#[test]
+fn tun_routes_into_the_device_are_removed_on_sigterm() {
+    skip_unless_root!();
+    let mut c = cluster(
+        "tunstop",
+        Mode::Vxlan,
+        [NodeKind::Podfwd, NodeKind::KernelVxlan],
+    );
+    let a = &c.nodes[0];
+    let peer = SIDES[1].pod_cidr;
+    let routes = a.ip(&["route", "show", peer]).expect("ip route show");
+    let text = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(text.contains("dev podfwd0"), "route into the TUN: {text:?}");
+    let link = a.ip(&["link", "show", "podfwd0"]).expect("the TUN device");
+    let text = String::from_utf8_lossy(&link.stdout).to_string();
+    assert!(text.contains("mtu 1450"), "uplink MTU - 50: {text}");
+
+    assert!(c.stop_podfwd(0), "podfwd exits 0 on SIGTERM\n{}", c.logs());
+    let a = &c.nodes[0];
+    let routes = a.ip(&["route", "show", peer]).expect("ip route show");
+    assert!(
+        routes.stdout.is_empty(),
+        "route left behind: {}",
+        String::from_utf8_lossy(&routes.stdout)
+    );
+    assert!(
+        a.ip(&["link", "show", "podfwd0"]).is_err(),
+        "the TUN device is gone"
+    );
+}
