@@ -308,13 +308,19 @@ fn run_main(a: &RunArgs) -> Result<()> {
             );
             let s = run_one(&ctx, sc, &UDP64, r)?;
             eprintln!(
-                "  {:.3} Mpps at the sink, loss {:.1}%, CPU{} busy {:.0}%, {:.3} Mpps/core",
+                "  {:.3} Mpps at the sink (offered {:.3}), loss {:.1}%, CPU{} busy {:.0}%, \
+                 forwarding tasks {:.0}% of a CPU, {:.3} Mpps/busy core",
                 s.sink_pps / 1e6,
+                s.offered_pps / 1e6,
                 s.loss * 100.0,
                 a.fwd_cpu,
                 s.fwd_cpu_busy * 100.0,
+                s.fwd_task_cpu * 100.0,
                 s.pps_per_core / 1e6
             );
+            if let Some(p) = &s.podfwd {
+                eprintln!("  podfwd: {p:?}");
+            }
             samples.push((*sc, s));
         }
     }
@@ -431,8 +437,47 @@ fn cpu_jiffies(cpu: usize) -> Result<(u64, u64)> {
     Err(BenchError::Msg(format!("{key} not in /proc/stat")))
 }
 
+/// CPU time (clock ticks, user + system) of the given tasks and, for each process
+/// pid in `procs`, all of its threads.
+fn task_ticks(tasks: &[i32], procs: &[u32]) -> u64 {
+    let stat_ticks = |path: &str| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // Fields after the comm: state is [0]; utime and stime are fields 14, 15.
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    };
+    let mut t: u64 = tasks
+        .iter()
+        .map(|p| stat_ticks(&format!("/proc/{p}/stat")))
+        .sum();
+    for p in procs {
+        if let Ok(rd) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for e in rd.flatten() {
+                t += stat_ticks(&format!("{}/stat", e.path().display()));
+            }
+        }
+    }
+    t
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
 struct Snapshot {
     at: Instant,
+    fwd_tasks: u64,
     gen: DevCounters,
     fwd_ul: DevCounters,
     sink: DevCounters,
@@ -498,10 +543,13 @@ fn run_one(ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSam
         &a.gen_cpu.to_string(),
     ];
     let gen_pid = c.pods[0].spawn_logged(&args, &log)?;
+    // What node A's forwarding runs in: its ingress NAPI kthread, and podfwd's threads.
+    let fwd_procs: Vec<u32> = c.podfwd_pid(0).into_iter().collect();
     ctx.sleep(Duration::from_secs_f64(warmup))?;
     let snap = |c: &Cluster| -> Result<Snapshot> {
         Ok(Snapshot {
             at: Instant::now(),
+            fwd_tasks: task_ticks(&napi_fwd, &fwd_procs),
             gen: dev_counters(p_pod, "eth0")?,
             fwd_ul: dev_counters(p_a, sa.ul_if)?,
             sink: dev_counters(p_b, sb.ul_if)?,
@@ -536,6 +584,7 @@ fn run_one(ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSam
     };
     let fwd_busy = busy(s0.fwd_cpu, s1.fwd_cpu);
     let sink_pps = received as f64 / dt;
+    let fwd_task_cpu = (s1.fwd_tasks - s0.fwd_tasks) as f64 / clock_ticks_per_sec() / dt;
     let podfwd_delta = match (&s0.podfwd, &s1.podfwd) {
         (Some(x), Some(y)) => Some(
             y.iter()
@@ -558,6 +607,8 @@ fn run_one(ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSam
         fwd_cpu_busy: fwd_busy,
         gen_cpu_busy: busy(s0.gen_cpu, s1.gen_cpu),
         pps_per_core: sink_pps / fwd_busy.max(0.01),
+        fwd_task_cpu,
+        pps_per_task_core: sink_pps / fwd_task_cpu.max(0.01),
         sent,
         received,
         fwd_ul_tx_dropped: s1.fwd_ul.tx_dropped - s0.fwd_ul.tx_dropped,

@@ -25,6 +25,11 @@ pub struct RunSample {
     pub gen_cpu_busy: f64,
     /// sink_pps / fwd_cpu_busy.
     pub pps_per_core: f64,
+    /// CPU time of node A's forwarding tasks (its ingress NAPI kthread, podfwd's
+    /// threads) per second: unlike fwd_cpu_busy, blind to other load on the machine.
+    pub fwd_task_cpu: f64,
+    /// sink_pps / fwd_task_cpu.
+    pub pps_per_task_core: f64,
     pub sent: u64,
     pub received: u64,
     /// Frames node A's underlay veth refused (the sink's ring full).
@@ -118,6 +123,8 @@ pub struct Record {
     pub pps_per_core: Stat,
     pub loss: Stat,
     pub fwd_cpu_busy: Stat,
+    pub fwd_task_cpu: Stat,
+    pub pps_per_task_core: Stat,
     /// For podfwd scenarios: pps_per_core / the kernel baseline's, per round.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
@@ -176,6 +183,8 @@ pub fn records(
                 pps_per_core: col(|r| r.pps_per_core),
                 loss: col(|r| r.loss),
                 fwd_cpu_busy: col(|r| r.fwd_cpu_busy),
+                fwd_task_cpu: col(|r| r.fwd_task_cpu),
+                pps_per_task_core: col(|r| r.pps_per_task_core),
                 baseline: base.as_ref().and(sc.baseline.map(str::to_string)),
                 ratio_per_core: ratio(|r| r.pps_per_core),
                 ratio_pps: ratio(|r| r.sink_pps),
@@ -232,19 +241,21 @@ pub fn markdown(records: &[Record]) -> String {
         ));
     }
     s.push_str(
-        "| scenario | workload | Mpps at sink | loss | fwd CPU busy | Mpps per busy core | vs kernel (per core) |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| scenario | workload | Mpps at sink | loss | fwd CPU busy | fwd tasks CPU | Mpps per busy core | vs kernel (per busy core) | vs kernel (pps) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in records {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.workload,
             mpps(&r.sink_pps),
             pct(&r.loss),
             pct(&r.fwd_cpu_busy),
+            pct(&r.fwd_task_cpu),
             mpps(&r.pps_per_core),
             ratio(&r.ratio_per_core),
+            ratio(&r.ratio_pps),
         ));
     }
     s
