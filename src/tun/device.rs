@@ -26,7 +26,18 @@ impl TunDevice {
             source,
         })?;
         let mtu = mtu.to_string();
-        ip(&["link", "set", "dev", name, "mtu", &mtu, "up"])?;
+        // A longer queue than the TUN default (500) absorbs the kernel's bursts into it.
+        ip(&[
+            "link",
+            "set",
+            "dev",
+            name,
+            "mtu",
+            &mtu,
+            "txqueuelen",
+            "2000",
+            "up",
+        ])?;
         Ok(TunDevice { iface })
     }
 
@@ -49,6 +60,33 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: as above.
     if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets a socket's receive and send buffers to `bytes`, beyond `net.core.rmem_max` /
+/// `wmem_max` when privileged (`SO_RCVBUFFORCE`), else as far as those limits allow.
+pub fn set_socket_buffers(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        let set = |opt| {
+            // SAFETY: the option value is a c_int that lives across the call.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    &v as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            }
+        };
+        if set(force) < 0 && set(plain) < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

@@ -33,10 +33,14 @@ use crate::wire::{vxlan, MacAddr};
 use device::{PacketSocket, TunDevice};
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use worker::{Worker, TUN, UPLINK};
+
+/// Receive and send buffer of the VXLAN and AF_PACKET sockets.
+const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Errors of the TUN backend.
 #[derive(Debug, thiserror::Error)]
@@ -166,12 +170,20 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
             what: format!("setting the VXLAN socket {addr} non-blocking"),
             source,
         })?;
+        // Bursts of a whole TCP window arrive faster than one batch loop drains them.
+        if let Err(e) = device::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
+            eprintln!("podfwd: warning: VXLAN socket {addr} buffers: {e}");
+        }
         Some(s)
     } else {
         None
     };
     let packet = if mode != Mode::Vxlan {
-        Some(PacketSocket::bind(&uplink.name, uplink.index)?)
+        let p = PacketSocket::bind(&uplink.name, uplink.index)?;
+        if let Err(e) = device::set_socket_buffers(p.fd(), SOCKET_BUFFER) {
+            eprintln!("podfwd: warning: AF_PACKET socket buffers: {e}");
+        }
+        Some(p)
     } else {
         None
     };
