@@ -347,3 +347,48 @@ fn two_queues_and_two_workers_share_the_flows() {
         );
     }
 }
+
+#[test]
+fn a_peer_nodes_new_mac_is_used_within_a_second() {
+    skip_unless_root!();
+    // Node B "reboots" with a new NIC MAC and announces it (arp_notify), as a real node
+    // does when its interface comes up; flannel users otherwise suffer stale entries.
+    let c = cluster(
+        "newmac",
+        spec(Mode::HostGw, [NodeKind::Podfwd, NodeKind::KernelHostGw]),
+    );
+    ping_ok(&c, 0, 2);
+    let b = &c.nodes[1];
+    b.sysctl("net.ipv4.conf.all.arp_notify", "1").unwrap();
+    b.sysctl(&format!("net.ipv4.conf.{}.arp_notify", SIDES[1].ul_if), "1")
+        .unwrap();
+    b.ip(&[
+        "link",
+        "set",
+        SIDES[1].ul_if,
+        "address",
+        "02:00:00:00:00:bb",
+    ])
+    .unwrap();
+    let changed = std::time::Instant::now();
+    // Every reply crosses node A, so one answered ping means A now sends to the new MAC.
+    let ok = harness::wait_until(Duration::from_secs(1), || {
+        c.pods[0]
+            .exec(&["ping", "-c", "1", "-W", "1", SIDES[1].pod_ip])
+            .is_ok()
+    });
+    assert!(
+        ok,
+        "no reply within 1 s of the MAC change ({:?})\n{}",
+        changed.elapsed(),
+        c.logs()
+    );
+    let neigh = c.nodes[0]
+        .exec(&["ip", "neigh", "show", "10.168.0.3"])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&neigh.stdout).contains("02:00:00:00:00:bb"),
+        "{}",
+        String::from_utf8_lossy(&neigh.stdout)
+    );
+}
