@@ -129,7 +129,11 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
         fib.set_route(r.prefix, r.next_hop)?;
     }
     let mut monitor = NeighbourMonitor::new()?;
+    // The kernel's NUD state of each neighbour: podfwd's forwarding never confirms an
+    // entry, so STALE next hops are re-probed (a silently changed MAC is found).
+    let mut nud: HashMap<(u32, Ipv4Addr), u16> = HashMap::new();
     for ev in monitor.dump()? {
+        nud.insert((ev.ifindex, ev.ip), ev.state);
         if let Some(port) = port_of_ifindex.get(&ev.ifindex) {
             fib.set_neighbour(*port, ev.ip, ev.mac)?;
         }
@@ -265,6 +269,7 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
         match monitor.poll_events(Duration::from_millis(50)) {
             Ok(events) => {
                 for ev in events {
+                    nud.insert((ev.ifindex, ev.ip), ev.state);
                     if let Some(port) = port_of_ifindex.get(&ev.ifindex) {
                         fib.set_neighbour(*port, ev.ip, ev.mac)?;
                     }
@@ -277,7 +282,13 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
         let now = Instant::now();
         let mut want: Vec<(PortId, Ipv4Addr)> = Vec::new();
         if now.duration_since(last_sweep) >= Duration::from_secs(1) {
-            want.extend(fib.unresolved());
+            for (port, ip) in fib.next_hops() {
+                let state = nud.get(&(ifaces[usize::from(port)].index, ip)).copied();
+                let usable = state.is_some_and(|s| s & netlink::nud::VALID != 0);
+                if !usable || state == Some(netlink::nud::STALE) {
+                    want.push((port, ip));
+                }
+            }
             last_sweep = now;
         }
         for w in workers.iter_mut() {

@@ -307,22 +307,27 @@ impl FibWriter {
 
     /// The next hops whose MAC is unknown (what the neighbour code must resolve).
     pub fn unresolved(&self) -> Vec<(PortId, Ipv4Addr)> {
-        let mut out = Vec::new();
-        for key in self.ids.keys() {
-            let want = match *key {
+        let mut out = self.next_hops();
+        out.retain(|w| !self.neighbours.contains_key(w));
+        out
+    }
+
+    /// Every (port, IP) whose MAC some route needs: host-gw gateways and the first
+    /// underlay hop of VXLAN peers. Sorted, without duplicates.
+    pub fn next_hops(&self) -> Vec<(PortId, Ipv4Addr)> {
+        let mut out: Vec<(PortId, Ipv4Addr)> = self
+            .ids
+            .keys()
+            .filter_map(|key| match *key {
                 AdjKey::Route(NextHopKey(NextHopKind::HostGw(gw, port))) => Some((port, gw)),
                 AdjKey::Route(NextHopKey(NextHopKind::Vxlan(ip, _))) => {
                     Some((self.params.node.uplink, self.outer_next_hop(ip)))
                 }
                 _ => None,
-            };
-            if let Some(w) = want {
-                if !self.neighbours.contains_key(&w) && !out.contains(&w) {
-                    out.push(w);
-                }
-            }
-        }
+            })
+            .collect();
         out.sort();
+        out.dedup();
         out
     }
 
