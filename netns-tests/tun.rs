@@ -275,3 +275,19 @@ fn tun_routes_into_the_device_are_removed_on_sigterm() {
         "the TUN device is gone"
     );
 }
+
+#[test]
+fn tun_host_gw_interoperates_with_a_kernel_routing_node_both_ways() {
+    skip_unless_root!();
+    let c = cluster(
+        "tunhgk",
+        Mode::HostGw,
+        [NodeKind::Podfwd, NodeKind::KernelHostGw],
+    );
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    let s = c.stats(0).unwrap();
+    assert!(s.total["forwarded"] > 1000, "{:?}", s.total);
+}
