@@ -148,8 +148,10 @@ fn tun_vxlan_interoperates_with_a_flannel_style_kernel_node_both_ways() {
         tcp_ok(&c, from, 4 << 20);
     }
     let s = c.stats(0).unwrap();
+    // The kernel VTEP behind a veth sends whole GSO super-packets (up to 64 KB, split
+    // again by podfwd): fewer datagrams than segments.
     assert!(
-        s.total["encapsulated"] > 1000 && s.total["decapsulated"] > 1000,
+        s.total["encapsulated"] > 1000 && s.total["decapsulated"] > 50,
         "{:?}",
         s.total
     );

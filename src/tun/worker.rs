@@ -35,6 +35,21 @@ const UDP_TOKEN: Token = Token(1);
 const SEND_WAIT: Duration = Duration::from_millis(2);
 const SEND_TRIES: usize = 8;
 
+/// `UDP_SEGMENT` (linux/udp.h; not in the libc crate): the GSO segment size of a send.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// The most payload bytes one UDP GSO send carries (an IPv4 datagram's limit, less headers).
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// A control message carrying `UDP_SEGMENT` (CMSG_SPACE(sizeof(u16)) on 64-bit Linux).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SegmentCmsg {
+    hdr: libc::cmsghdr,
+    size: u16,
+    _pad: [u8; 6],
+}
+
 /// What the worker owns.
 pub struct Worker {
     tun: RawFd,
@@ -49,6 +64,9 @@ pub struct Worker {
     /// The TUN's MTU: larger decapsulated TCP packets are segmented into `scratch`.
     tun_mtu: usize,
     scratch: Vec<u8>,
+    /// Send runs of VXLAN datagrams to one peer as one UDP GSO super-packet; cleared
+    /// if the kernel refuses one.
+    gso: bool,
     lens: [usize; BATCH],
     counters: Counters,
     shared: Arc<SharedCounters>,
@@ -81,6 +99,7 @@ impl Worker {
             arena: vec![0; buf_size * BATCH],
             tun_mtu,
             scratch: vec![0; tun_mtu],
+            gso: true,
             lens: [0; BATCH],
             counters: Counters::default(),
             shared,
@@ -260,6 +279,7 @@ impl Worker {
         // SAFETY: plain old data; zero is a valid value.
         let mut udp_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut udp_to: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+        let mut udp_dst = [0u32; BATCH];
         let mut udp_n = 0;
         let mut eth_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut eth_n = 0;
@@ -286,6 +306,7 @@ impl Worker {
                     to.sin_family = libc::AF_INET as libc::sa_family_t;
                     to.sin_port = self.vxlan_port.to_be();
                     to.sin_addr.s_addr = u32::from(dst).to_be();
+                    udp_dst[udp_n] = u32::from(dst);
                     udp_n += 1;
                 }
                 // host-gw: a rewritten Ethernet frame for the uplink.
@@ -332,16 +353,55 @@ impl Worker {
         }
         if udp_n > 0 {
             if let Some(u) = &self.udp {
+                let mut sizes = [0usize; BATCH];
+                for (s, iov) in sizes.iter_mut().zip(&udp_iov[..udp_n]) {
+                    *s = iov.iov_len;
+                }
+                let mut groups = [(0usize, 0usize); BATCH];
+                let ng = if self.gso {
+                    gso_groups(
+                        &sizes[..udp_n],
+                        &udp_dst[..udp_n],
+                        GSO_MAX_BYTES,
+                        &mut groups,
+                    )
+                } else {
+                    for (i, g) in groups[..udp_n].iter_mut().enumerate() {
+                        *g = (i, 1);
+                    }
+                    udp_n
+                };
                 // SAFETY: plain old data; zero is a valid value.
                 let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-                for i in 0..udp_n {
-                    let h = &mut msgs[i].msg_hdr;
-                    h.msg_name = (&mut udp_to[i] as *mut libc::sockaddr_in).cast();
+                let mut cmsgs: [SegmentCmsg; BATCH] = unsafe { std::mem::zeroed() };
+                let mut segs = [0usize; BATCH];
+                for (k, &(start, count)) in groups[..ng].iter().enumerate() {
+                    segs[k] = count;
+                    let h = &mut msgs[k].msg_hdr;
+                    h.msg_name = (&mut udp_to[start] as *mut libc::sockaddr_in).cast();
                     h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                    h.msg_iov = &mut udp_iov[i];
-                    h.msg_iovlen = 1;
+                    h.msg_iov = &mut udp_iov[start];
+                    h.msg_iovlen = count;
+                    if count > 1 {
+                        let c = &mut cmsgs[k];
+                        // SAFETY: CMSG_LEN only computes a length.
+                        c.hdr.cmsg_len = unsafe { libc::CMSG_LEN(2) } as usize;
+                        c.hdr.cmsg_level = libc::SOL_UDP;
+                        c.hdr.cmsg_type = UDP_SEGMENT;
+                        c.size = sizes[start] as u16;
+                        h.msg_control = (c as *mut SegmentCmsg).cast();
+                        h.msg_controllen = std::mem::size_of::<SegmentCmsg>();
+                    }
                 }
-                send_batch(u.as_raw_fd(), &mut msgs[..udp_n], &mut self.counters);
+                let refused = send_batch(
+                    u.as_raw_fd(),
+                    &mut msgs[..ng],
+                    &segs[..ng],
+                    &mut self.counters,
+                );
+                if refused {
+                    self.gso = false;
+                }
             }
         }
         if eth_n > 0 {
@@ -353,24 +413,32 @@ impl Worker {
                     h.msg_iov = &mut eth_iov[i];
                     h.msg_iovlen = 1;
                 }
-                send_batch(s.fd(), &mut msgs[..eth_n], &mut self.counters);
+                send_batch(
+                    s.fd(),
+                    &mut msgs[..eth_n],
+                    &[1; BATCH][..eth_n],
+                    &mut self.counters,
+                );
             }
         }
     }
 }
 
-/// Sends `msgs` with `sendmmsg`, waiting briefly while the socket buffer is full;
-/// counts what was sent as `tx` and what was given up as `ring_full`.
-fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ctrs: &mut Counters) {
+/// Sends `msgs` (message `i` carrying `segs[i]` packets) with `sendmmsg`, waiting
+/// briefly while the socket buffer is full; counts what was sent as `tx` and what was
+/// given up as `ring_full`. True if the kernel refused a GSO message (EIO, EINVAL).
+fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], segs: &[usize], ctrs: &mut Counters) -> bool {
     let mut off = 0;
     let mut tries = 0;
+    let mut refused = false;
     while off < msgs.len() {
         let rest = &mut msgs[off..];
         // SAFETY: every header points at live iovecs (and names) over live buffers.
         let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
         if r > 0 {
-            off += r as usize;
-            ctrs.tx += r as u64;
+            let sent = r as usize;
+            ctrs.tx += segs[off..off + sent].iter().sum::<usize>() as u64;
+            off += sent;
             continue;
         }
         let e = io::Error::last_os_error();
@@ -382,11 +450,97 @@ fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ctrs: &mut Counters) {
             }
             // Full for too long, or this one message failed (no route, too big): give it
             // up and go on with the rest.
-            _ => {
-                ctrs.ring_full += 1;
+            e => {
+                if segs[off] > 1 && matches!(e, Some(libc::EIO) | Some(libc::EINVAL)) {
+                    refused = true;
+                }
+                ctrs.ring_full += segs[off] as u64;
                 off += 1;
             }
         }
+    }
+    refused
+}
+
+/// Splits datagrams (payload `sizes`, destinations `dsts`) into UDP GSO groups written
+/// to `out` as (first, count); returns how many. A group is a run of consecutive
+/// datagrams to one destination, all the size of the first but the last (which may be
+/// shorter, as GSO cuts them), at most `max_bytes` in total and `out.len()` long.
+fn gso_groups(
+    sizes: &[usize],
+    dsts: &[u32],
+    max_bytes: usize,
+    out: &mut [(usize, usize)],
+) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < sizes.len() && n < out.len() {
+        let seg = sizes[i];
+        let mut total = seg;
+        let mut j = i + 1;
+        while seg > 0
+            && j < sizes.len()
+            && dsts[j] == dsts[i]
+            && sizes[j] <= seg
+            && sizes[j] > 0
+            && total + sizes[j] <= max_bytes
+        {
+            total += sizes[j];
+            j += 1;
+            if sizes[j - 1] < seg {
+                break; // a shorter datagram can only end a group
+            }
+        }
+        out[n] = (i, j - i);
+        n += 1;
+        i = j;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(sizes: &[usize], dsts: &[u32], max: usize) -> Vec<(usize, usize)> {
+        let mut out = [(0, 0); BATCH];
+        let n = gso_groups(sizes, dsts, max, &mut out);
+        out[..n].to_vec()
+    }
+
+    #[test]
+    fn equal_datagrams_to_one_peer_form_one_gso_group() {
+        assert_eq!(groups(&[1472; 5], &[1; 5], 65_000), vec![(0, 5)]);
+    }
+
+    #[test]
+    fn a_shorter_datagram_ends_its_group_and_a_longer_one_starts_a_new_one() {
+        assert_eq!(
+            groups(&[1472, 1472, 100, 1472, 200, 1472], &[1; 6], 65_000),
+            vec![(0, 3), (3, 2), (5, 1)]
+        );
+        assert_eq!(groups(&[100, 1472], &[1; 2], 65_000), vec![(0, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn a_new_destination_or_the_byte_limit_starts_a_new_group() {
+        assert_eq!(
+            groups(&[1000; 4], &[1, 1, 2, 2], 65_000),
+            vec![(0, 2), (2, 2)]
+        );
+        assert_eq!(
+            groups(&[1000; 5], &[1; 5], 2500),
+            vec![(0, 2), (2, 2), (4, 1)]
+        );
+    }
+
+    #[test]
+    fn empty_datagrams_are_sent_alone() {
+        assert_eq!(
+            groups(&[0, 0, 10], &[1; 3], 65_000),
+            vec![(0, 1), (1, 1), (2, 1)]
+        );
+        assert_eq!(groups(&[], &[], 65_000), vec![]);
     }
 }
 
