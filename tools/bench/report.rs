@@ -131,6 +131,8 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_per_core: Option<Stat>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_per_task_core: Option<Stat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_pps: Option<Stat>,
     pub runs: Vec<RunSample>,
     pub machine: Machine,
@@ -187,6 +189,7 @@ pub fn records(
                 pps_per_task_core: col(|r| r.pps_per_task_core),
                 baseline: base.as_ref().and(sc.baseline.map(str::to_string)),
                 ratio_per_core: ratio(|r| r.pps_per_core),
+                ratio_per_task_core: ratio(|r| r.pps_per_task_core),
                 ratio_pps: ratio(|r| r.sink_pps),
                 runs,
                 machine: machine.clone(),
@@ -241,12 +244,12 @@ pub fn markdown(records: &[Record]) -> String {
         ));
     }
     s.push_str(
-        "| scenario | workload | Mpps at sink | loss | fwd CPU busy | fwd tasks CPU | Mpps per busy core | vs kernel (per busy core) | vs kernel (pps) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | workload | Mpps at sink | loss | fwd CPU busy | fwd tasks CPU | Mpps per busy core | Mpps per task core | vs kernel (per busy core) | vs kernel (per task core) | vs kernel (pps) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in records {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.workload,
             mpps(&r.sink_pps),
@@ -254,7 +257,9 @@ pub fn markdown(records: &[Record]) -> String {
             pct(&r.fwd_cpu_busy),
             pct(&r.fwd_task_cpu),
             mpps(&r.pps_per_core),
+            mpps(&r.pps_per_task_core),
             ratio(&r.ratio_per_core),
+            ratio(&r.ratio_per_task_core),
             ratio(&r.ratio_pps),
         ));
     }
