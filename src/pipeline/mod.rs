@@ -165,17 +165,26 @@ impl Pipeline {
         let mut addrs = [0u32; WINDOW];
         let mut n = 0;
         for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
-            match self.parse(pkt, snap, ctrs) {
-                Ok((ip_len, dst)) => {
-                    todo[n] = Parsed {
-                        i: i as u16,
-                        ip_len,
-                    };
-                    addrs[n] = dst;
-                    n += 1;
-                }
-                Err(v) => *verdict = v,
-            }
+            // The frames a forwarder sees almost always (IPv4 without options, and VXLAN
+            // to us whose outer and inner IPv4 have none) are accepted by `parse_fast` at
+            // fixed offsets; every other frame, including every one to drop, takes
+            // `parse_slow`, which decides as the general code always did.
+            let (ip_len, dst) = match self.parse_fast(pkt, snap, ctrs) {
+                Some(r) => r,
+                None => match self.parse_slow(pkt, snap, ctrs) {
+                    Ok(r) => r,
+                    Err(v) => {
+                        *verdict = v;
+                        continue;
+                    }
+                },
+            };
+            todo[n] = Parsed {
+                i: i as u16,
+                ip_len,
+            };
+            addrs[n] = dst;
+            n += 1;
         }
 
         // Pass 2: one batched lookup.
@@ -185,32 +194,13 @@ impl Pipeline {
         // Pass 3: rewrite.
         for (p, nh) in todo[..n].iter().zip(&nhs[..n]) {
             let i = usize::from(p.i);
-            verdicts[i] = self.forward(&mut pkts[i], p.ip_len, *nh, snap, ctrs);
+            self.forward(&mut pkts[i], p.ip_len, *nh, snap, ctrs, &mut verdicts[i]);
         }
     }
 
-    /// Validates the frame and, for VXLAN to us, the outer headers; returns the total
-    /// length and the destination of the IPv4 packet to route, or a final verdict
-    /// (already counted).
-    ///
-    /// The frames a forwarder sees almost always (IPv4 without options, and VXLAN to us
-    /// whose outer and inner IPv4 have none) are accepted by `parse_fast` at fixed
-    /// offsets; every other frame, including every one to drop, takes `parse_slow`, which
-    /// decides as the general code always did.
-    #[inline(always)]
-    fn parse(
-        &self,
-        pkt: &mut Packet<'_>,
-        snap: &FibSnapshot,
-        ctrs: &mut Counters,
-    ) -> Result<(u16, u32), Verdict> {
-        match self.parse_fast(pkt, snap, ctrs) {
-            Some(r) => Ok(r),
-            None => self.parse_slow(pkt, snap, ctrs),
-        }
-    }
-
-    /// The common frames only. Changes nothing (frame, counters) when it returns `None`.
+    /// Accepts the common frames: returns the total length and the destination of the
+    /// IPv4 packet to route (after decapsulating VXLAN to us). Changes nothing (frame,
+    /// counters) when it returns `None`.
     #[inline(always)]
     fn parse_fast(
         &self,
@@ -277,8 +267,9 @@ impl Pipeline {
         Some((inner_len, inner_dst))
     }
 
-    /// The general parse: any IPv4 header, and the precise reason for every frame it does
-    /// not accept.
+    /// The general parse: validates the frame and, for VXLAN to us, the outer headers;
+    /// returns what `parse_fast` does for any valid frame (IPv4 options included), or a
+    /// final verdict (already counted) with the precise reason.
     #[cold]
     #[inline(never)]
     fn parse_slow(
@@ -352,8 +343,8 @@ impl Pipeline {
         Ok((inner_total, inner_dst))
     }
 
-    /// Applies the route's adjacency to a parsed frame (IPv4 total length `ip_len`) and
-    /// counts the outcome.
+    /// Applies the route's adjacency to a parsed frame (IPv4 total length `ip_len`),
+    /// writes the verdict into `out` and counts it.
     #[inline(always)]
     fn forward(
         &self,
@@ -362,7 +353,10 @@ impl Pipeline {
         nh: Option<NextHopId>,
         snap: &FibSnapshot,
         ctrs: &mut Counters,
-    ) -> Verdict {
+        out: &mut Verdict,
+    ) {
+        // Each forwarding arm stores its verdict itself: a constant tag and the port, not
+        // one verdict value assembled from every arm.
         let v = match nh.and_then(|id| snap.adjacency(id)) {
             Some(Adjacency::Rewrite { port, macs, mtu }) => {
                 if ip_len > *mtu {
@@ -376,14 +370,16 @@ impl Pipeline {
                         // Drop Ethernet padding: the egress frame carries exactly the IP packet.
                         pkt.len = ethernet::HEADER_LEN + usize::from(ip_len);
                         ctrs.forwarded += 1;
-                        return Verdict::Tx(*port);
+                        *out = Verdict::Tx(*port);
+                        return;
                     }
                 }
             }
             Some(Adjacency::Encap(e)) => match encap(pkt, ip_len, e) {
                 Ok(port) => {
                     ctrs.encapsulated += 1;
-                    return Verdict::Tx(port);
+                    *out = Verdict::Tx(port);
+                    return;
                 }
                 Err(v) => v,
             },
@@ -392,13 +388,20 @@ impl Pipeline {
             Some(Adjacency::Blackhole) => Verdict::Drop(DropReason::Blackhole),
             None => Verdict::Drop(DropReason::NoRoute),
         };
-        match v {
-            Verdict::Drop(r) => ctrs.drop(r),
-            Verdict::ToKernel => ctrs.to_kernel += 1,
-            Verdict::Tx(_) => {}
-        }
-        v
+        *out = not_sent(v, ctrs);
     }
+}
+
+/// Counts a frame that is not transmitted (dropped, or handed to the kernel).
+#[cold]
+#[inline(never)]
+fn not_sent(v: Verdict, ctrs: &mut Counters) -> Verdict {
+    match v {
+        Verdict::Drop(r) => ctrs.drop(r),
+        Verdict::ToKernel => ctrs.to_kernel += 1,
+        Verdict::Tx(_) => {}
+    }
+    v
 }
 
 /// Encapsulates a parsed frame (IPv4 total length `ip_len`) with template `e`: the egress

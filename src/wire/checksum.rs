@@ -17,11 +17,10 @@ pub fn add(mut sum: u32, data: &[u8]) -> u32 {
 /// Folds a 32-bit accumulator into 16 bits with end-around carry (not complemented).
 #[inline]
 pub fn fold(sum: u32) -> u16 {
-    // Two steps always suffice for 32 bits (the first leaves at most 0x1fffe), and a step
-    // on a value <= 0xffff changes nothing: no loop, no branch.
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
+    // One 16-bit add with its carry added back: the carry-out leaves at most 0xfffe, so
+    // adding the carry cannot overflow again. The same as folding until the sum fits.
+    let (s, carry) = (sum as u16).overflowing_add((sum >> 16) as u16);
+    s + u16::from(carry)
 }
 
 /// True if a 20-byte IPv4 header (no options) checksums correctly: its ones'-complement
@@ -34,11 +33,10 @@ pub fn fold(sum: u32) -> u16 {
 pub fn verify_header20(h: &[u8; 20]) -> bool {
     let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
     let sum = w(0) + w(4) + w(8) + w(12) + w(16);
-    // At most 5 * (2^32 - 1) < 2^35: one 64 -> 32 step leaves at most 2^32 + 3, a second
-    // one fits 32 bits.
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    fold(sum as u32) == 0xffff
+    // At most 5 * (2^32 - 1): the high half is at most 4, so after one add with
+    // end-around carry the sum fits 32 bits.
+    let (s, carry) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    fold(s + u32::from(carry)) == 0xffff
 }
 
 /// The Internet checksum of `data`: the complement of its ones'-complement sum.
