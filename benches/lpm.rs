@@ -75,7 +75,7 @@ fn next_chunk<'a>(addrs: &'a [u32], offset: &mut usize) -> &'a [u32] {
 
 fn lookups(c: &mut Criterion) {
     let huge_pages = std::env::var("LPM_BENCH_HUGE_PAGES").map_or(true, |v| v != "0");
-    let mut rng = StdRng::seed_from_u64(0x5eed_1b3);
+    let mut rng = StdRng::seed_from_u64(0x05ee_d1b3);
     for n in [1_000usize, 100_000, 1_000_000] {
         let prefixes = random_prefixes(n, &mut rng);
         let routes = || {
