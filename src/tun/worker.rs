@@ -498,6 +498,17 @@ fn gso_groups(
     n
 }
 
+/// Waits until `fd` is writable or `timeout` passes.
+fn wait_writable(fd: RawFd, timeout: Duration) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,15 +553,4 @@ mod tests {
         );
         assert_eq!(groups(&[], &[], 65_000), vec![]);
     }
-}
-
-/// Waits until `fd` is writable or `timeout` passes.
-fn wait_writable(fd: RawFd, timeout: Duration) {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
 }
