@@ -74,6 +74,9 @@ struct RunArgs {
     /// The podfwd binary (default: next to this one).
     #[arg(long)]
     podfwd: Option<PathBuf>,
+    /// Comma-separated workloads: udp-64B (default), udp-1400B.
+    #[arg(long, value_delimiter = ',', default_value = "udp-64B")]
+    workloads: Vec<String>,
     /// UDP flows (source ports).
     #[arg(long, default_value_t = 1024)]
     flows: u16,
@@ -152,10 +155,18 @@ pub struct Workload {
     pub frame_len: usize,
 }
 
-pub const UDP64: Workload = Workload {
-    name: "udp-64B",
-    frame_len: 60,
-};
+pub const WORKLOADS: [Workload; 2] = [
+    // 64 bytes on a wire with the FCS: 18 bytes of UDP payload.
+    Workload {
+        name: "udp-64B",
+        frame_len: 60,
+    },
+    // 1400 bytes of UDP payload (IP 1428 bytes: fits the overlay's 1450 pod MTU).
+    Workload {
+        name: "udp-1400B",
+        frame_len: 1442,
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 enum BenchError {
@@ -290,6 +301,22 @@ fn run_main(a: &RunArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
+    let workloads: Vec<Workload> = a
+        .workloads
+        .iter()
+        .map(|n| {
+            WORKLOADS
+                .iter()
+                .find(|w| w.name == n)
+                .copied()
+                .ok_or_else(|| {
+                    BenchError::Msg(format!(
+                        "unknown workload {n}; known: {}",
+                        WORKLOADS.map(|w| w.name).join(", ")
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
     let ctx = Ctx {
         args: a.clone(),
         secs,
@@ -297,16 +324,19 @@ fn run_main(a: &RunArgs) -> Result<()> {
         me,
         stop,
     };
-    let mut samples: Vec<(Scenario, RunSample)> = Vec::new();
+    let mut samples: Vec<(Scenario, Workload, RunSample)> = Vec::new();
     for r in 0..runs {
-        for sc in &scenarios {
+        for (wl, sc) in workloads
+            .iter()
+            .flat_map(|w| scenarios.iter().map(move |s| (w, s)))
+        {
             eprintln!(
                 "podfwd-bench: run {}/{runs} {} {} ({secs} s)",
                 r + 1,
                 sc.name,
-                UDP64.name
+                wl.name
             );
-            let s = run_one(&ctx, sc, &UDP64, r)?;
+            let s = run_one(&ctx, sc, wl, r)?;
             eprintln!(
                 "  {:.3} Mpps at the sink (offered {:.3}), loss {:.1}%, CPU{} busy {:.0}%, \
                  forwarding tasks {:.0}% of a CPU, {:.3} Mpps/busy core",
@@ -321,7 +351,7 @@ fn run_main(a: &RunArgs) -> Result<()> {
             if let Some(p) = &s.podfwd {
                 eprintln!("  podfwd: {p:?}");
             }
-            samples.push((*sc, s));
+            samples.push((*sc, *wl, s));
         }
     }
     let settings = report::Settings {
@@ -333,7 +363,7 @@ fn run_main(a: &RunArgs) -> Result<()> {
         quick: a.quick,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let records = report::records(&scenarios, &UDP64, &samples, &settings);
+    let records = report::records(&scenarios, &workloads, &samples, &settings);
     let paths = report::write(&a.out, &records)?;
     for p in paths {
         eprintln!("podfwd-bench: wrote {}", p.display());

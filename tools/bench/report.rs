@@ -147,21 +147,21 @@ pps per core = sink pps / busy fraction of fwd_cpu";
 
 pub fn records(
     scenarios: &[Scenario],
-    wl: &Workload,
-    samples: &[(Scenario, RunSample)],
+    workloads: &[Workload],
+    samples: &[(Scenario, Workload, RunSample)],
     settings: &Settings,
 ) -> Vec<Record> {
     let machine = Machine::probe();
-    let runs_of = |name: &str| -> Vec<RunSample> {
-        samples
-            .iter()
-            .filter(|(s, _)| s.name == name)
-            .map(|(_, r)| r.clone())
-            .collect()
-    };
-    scenarios
-        .iter()
-        .map(|sc| {
+    let mut out = Vec::new();
+    for wl in workloads {
+        let runs_of = |name: &str| -> Vec<RunSample> {
+            samples
+                .iter()
+                .filter(|(s, w, _)| s.name == name && w.name == wl.name)
+                .map(|(_, _, r)| r.clone())
+                .collect()
+        };
+        for sc in scenarios {
             let runs = runs_of(sc.name);
             let col = |f: fn(&RunSample) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
             let base = sc
@@ -177,7 +177,7 @@ pub fn records(
                     Stat::of(&v)
                 })
             };
-            Record {
+            out.push(Record {
                 scenario: sc.name.to_string(),
                 workload: wl.name.to_string(),
                 frame_len: wl.frame_len,
@@ -195,9 +195,10 @@ pub fn records(
                 machine: machine.clone(),
                 settings: settings.clone(),
                 method: METHOD,
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 fn mpps(s: &Stat) -> String {
