@@ -101,9 +101,6 @@ pub enum CliError {
     },
     #[error("cannot read the addresses of uplink {uplink:?}: {error}")]
     UplinkLookup { uplink: String, error: io::Error },
-    /// A subcommand whose implementation is not in this build.
-    #[error("{what} is not built yet")]
-    NotBuiltYet { what: String },
     /// Errors of the data plane.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

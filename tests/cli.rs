@@ -130,14 +130,12 @@ fn run_without_a_config_is_a_usage_error() {
 }
 
 #[test]
-fn unfinished_subcommands_fail_with_a_clear_message() {
-    for args in [&["lab"][..], &["stats", "--json"][..]] {
-        let out = podfwd(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let stderr = text(&out.stderr);
-        assert!(
-            stderr.starts_with("podfwd: error: ") && stderr.contains("not built yet"),
-            "{stderr}"
-        );
-    }
+fn stats_without_a_running_instance_fails_with_a_clear_message() {
+    let out = podfwd(&["stats", "--json", "--socket", "/nonexistent/podfwd.sock"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("podfwd: error: ") && stderr.contains("no podfwd is running"),
+        "{stderr}"
+    );
 }
