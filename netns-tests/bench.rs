@@ -70,5 +70,8 @@ fn check_results(dir: &Path, scenarios: &[&str], log: &str) {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("bench-"))
         .count();
-    assert_eq!(stamped, 2, "bench-<time>.json and .md");
+    assert_eq!(stamped, 3, "bench-<time>.json, .md and .svg");
+    let svg = std::fs::read_to_string(dir.join("latest.svg")).expect("latest.svg");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<rect").count(), scenarios.len(), "{svg}");
 }

@@ -267,7 +267,7 @@ pub fn markdown(records: &[Record]) -> String {
     s
 }
 
-/// Writes `bench-<unix time>.{json,md}` and `latest.{json,md}` into `dir`.
+/// Writes `bench-<unix time>.{json,md,svg}` and `latest.{json,md,svg}` into `dir`.
 pub fn write(dir: &Path, records: &[Record]) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let ts = std::time::SystemTime::now()
@@ -283,6 +283,64 @@ pub fn write(dir: &Path, records: &[Record]) -> std::io::Result<Vec<PathBuf>> {
         std::fs::write(&m, &md)?;
         out.push(j);
         out.push(m);
+        let c = dir.join(format!("{stem}.svg"));
+        std::fs::write(&c, svg(records))?;
+        out.push(c);
     }
     Ok(out)
+}
+
+/// A bar chart of pps per forwarding-task core (median, with a min–max whisker), one bar
+/// per scenario and workload, as SVG (no plotting dependency; PNG via plotters is left).
+pub fn svg(records: &[Record]) -> String {
+    let (w, bar, top, h) = (120.0, 60.0, 40.0, 300.0);
+    let width = 80.0 + records.len() as f64 * w;
+    let max = records
+        .iter()
+        .map(|r| r.pps_per_task_core.max)
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
+    let y = |v: f64| top + h - v / max * h;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" \
+         font-family=\"sans-serif\" font-size=\"11\">\n\
+         <text x=\"10\" y=\"20\" font-size=\"13\">Mpps per forwarding-task core \
+         (median, min-max)</text>\n\
+         <line x1=\"60\" y1=\"{}\" x2=\"{width}\" y2=\"{}\" stroke=\"black\"/>\n",
+        top + h + 60.0,
+        top + h,
+        top + h
+    );
+    for (i, r) in records.iter().enumerate() {
+        let x = 70.0 + i as f64 * w;
+        let m = r.pps_per_task_core.median;
+        if !m.is_finite() {
+            continue;
+        }
+        let color = if r.scenario.starts_with("afxdp") {
+            "#d62728"
+        } else {
+            "#1f77b4"
+        };
+        s.push_str(&format!(
+            "<rect x=\"{x}\" y=\"{:.1}\" width=\"{bar}\" height=\"{:.1}\" fill=\"{color}\"/>\n\
+             <line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <text x=\"{x}\" y=\"{:.1}\">{:.3}</text>\n\
+             <text x=\"{x}\" y=\"{:.1}\">{}</text>\n<text x=\"{x}\" y=\"{:.1}\">{}</text>\n",
+            y(m),
+            top + h - y(m),
+            x + bar / 2.0,
+            y(r.pps_per_task_core.min),
+            x + bar / 2.0,
+            y(r.pps_per_task_core.max),
+            y(r.pps_per_task_core.max) - 4.0,
+            m / 1e6,
+            top + h + 15.0,
+            r.scenario,
+            top + h + 30.0,
+            r.workload,
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
 }
