@@ -482,8 +482,21 @@ impl Worker {
                 s.free.extend_from_slice(&pq.stage[sent..]);
             }
             pq.stage.clear();
-            if sent > 0 && pq.tx.needs_wakeup() {
-                pq.tx.wakeup()?;
+            if sent > 0 {
+                // In copy mode one kick sends at most 32 frames (the kernel's
+                // TX_BATCH_SIZE in __xsk_generic_xmit): kick until the ring is drained,
+                // or the kernel stops taking frames (veth back-pressure), or 16 kicks.
+                let ring = s.settings.tx_ring_size;
+                let mut kicks = 0;
+                while pq.tx.needs_wakeup() && kicks < 16 {
+                    let before = pq.tx.nb_free_exact();
+                    pq.tx.wakeup()?;
+                    kicks += 1;
+                    let after = pq.tx.nb_free_exact();
+                    if after >= ring || after == before {
+                        break;
+                    }
+                }
             }
         }
         Ok(n)
