@@ -16,5 +16,6 @@ mod forwarding;
 mod harness_selftest;
 mod lifecycle;
 mod neigh;
+mod traffic;
 mod tun;
 mod xdp;

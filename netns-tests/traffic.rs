@@ -1,0 +1,101 @@
+//! Traffic checks shared by the end-to-end tests: the podfwd binary under test, ping
+//! between the demo cluster's pods, and a TCP transfer whose bytes are verified.
+
+use crate::harness;
+use podfwd::lab::{Cluster, SIDES};
+use std::path::Path;
+use std::time::Duration;
+
+/// The podfwd binary built for these tests.
+pub fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_podfwd"))
+}
+
+/// Pings the other pod until a reply arrives (the first packets may be dropped while
+/// neighbours resolve), then `count` more that must all be answered; returns the TTLs.
+pub fn ping_ok(c: &Cluster, from: usize, count: u32) -> Vec<u8> {
+    let to = SIDES[1 - from].pod_ip;
+    let warm = harness::wait_until(Duration::from_secs(5), || {
+        c.pods[from]
+            .exec(&["ping", "-c", "1", "-W", "1", to])
+            .is_ok()
+    });
+    assert!(warm, "no reply from {to} within 5 s\n{}", c.logs());
+    let out = c.pods[from]
+        .exec(&["ping", "-c", &count.to_string(), "-i", "0.1", "-W", "1", to])
+        .unwrap_or_else(|e| panic!("ping {to}: {e}\n{}", c.logs()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{count} packets transmitted, {count} received")),
+        "{text}"
+    );
+    text.split("ttl=")
+        .skip(1)
+        .map(|s| s.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Transfers `bytes` of a deterministic stream over TCP from pod `from` to the other
+/// pod and checks the receiver got exactly those bytes (length and SHA-256).
+pub fn tcp_ok(c: &Cluster, from: usize, bytes: u64) {
+    let (client, server) = (&c.pods[from], &c.pods[1 - from]);
+    let ip = SIDES[1 - from].pod_ip;
+    let out = std::env::temp_dir().join(format!("{}-tcp-{from}.txt", server.name()));
+    let out_s = out.display().to_string();
+    let _ = std::fs::remove_file(&out);
+    // The stream: bytes i*251 mod 256, so a reordered or corrupted segment changes the hash.
+    let gen = format!("bytes((i * 251) % 256 for i in range({bytes}))");
+    let server_py = format!(
+        "import socket, hashlib\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{ip}', 5201)); s.listen(1); s.settimeout(20)\n\
+         c, _ = s.accept(); c.settimeout(20); h = hashlib.sha256(); n = 0\n\
+         while True:\n    d = c.recv(65536)\n    if not d: break\n    h.update(d); n += len(d)\n\
+         open('{out_s}', 'w').write('%d %s' % (n, h.hexdigest()))\n"
+    );
+    let pid = server
+        .spawn(&["python3", "-c", &server_py])
+        .expect("start the TCP sink");
+    let client_py = format!(
+        "import socket, sys\ndata = {gen}\n\
+         s = socket.create_connection(('{ip}', 5201), timeout=20)\n\
+         s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()\n"
+    );
+    let sent = harness::wait_until(Duration::from_secs(10), || {
+        client
+            .exec_unchecked(&["python3", "-c", &client_py])
+            .is_ok_and(|o| o.status.success())
+    });
+    let done = harness::wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains(' '))
+    });
+    server.kill(pid);
+    assert!(
+        sent && done,
+        "TCP transfer {from}->{} failed\n{}",
+        1 - from,
+        c.logs()
+    );
+    let got = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let data: Vec<u8> = (0..bytes).map(|i| ((i * 251) % 256) as u8).collect();
+    let want = format!("{} {}", bytes, sha256_hex(&data));
+    assert_eq!(got, want, "the receiver got other bytes than were sent");
+}
+
+/// SHA-256 via the system's sha256sum (coreutils), to compare with Python's hashlib.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
