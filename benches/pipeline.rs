@@ -5,8 +5,14 @@
 //! FCS) in 64 flows. Each batch is copied into fresh buffers in the untimed setup; the
 //! timed routine builds the 64 packet views on the stack and calls `Pipeline::process`,
 //! which is what a backend does per batch.
+//!
+//! `PIPELINE_BATCH_QUANTILES=1 cargo bench --bench pipeline` skips criterion and times
+//! every batch on its own instead (the same timed region), printing quantiles per packet.
+//! Criterion's estimates are means over many batches, so on a shared machine every time
+//! slice lost to another process lands in them; a batch takes about a microsecond, so
+//! few batches are preempted, and the median batch shows the cost without that noise.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use podfwd::counters::Counters;
 use podfwd::lpm::{Ipv4Net, LpmConfig};
 use podfwd::nexthop::{NextHop, PortId};
@@ -143,43 +149,79 @@ impl Batch {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let peers: Vec<u8> = (1..=64).collect();
-    let (_hw, hostgw) = node(100, &peers, false);
-    let (_vw, vx) = node(100, &peers, true);
-    // Node 1 receives VXLAN from node 100, for its pods 10.244.1.2..65.
-    let (_rw, rx) = node(1, &[100], true);
+/// The pipelines and frames of the three cases.
+struct Setup {
+    hostgw: Pipeline,
+    vx: Pipeline,
+    rx: Pipeline,
+    to_many_nodes: Vec<Vec<u8>>,
+    encapped: Vec<Vec<u8>>,
+    _writers: [FibWriter; 3],
+}
 
-    let to_many_nodes = pod_frames(|i| [10, 244, (i % 64 + 1) as u8, 2]);
-    let to_node_1 = pod_frames(|i| [10, 244, 1, (i + 2) as u8]);
-    let mut ctrs = Counters::default();
-    let encapped = {
-        let mut b = Batch::new(&to_node_1);
-        let v = b.run(&vx, POD, &mut ctrs);
-        let mut out = b.frames(&v, HEADROOM - 50);
-        for (f, len) in out.iter_mut().zip(&b.lens) {
-            f.truncate(len + 50);
+type Case<'a> = (&'static str, &'a Pipeline, &'a Vec<Vec<u8>>, PortId);
+
+impl Setup {
+    fn new() -> Setup {
+        let peers: Vec<u8> = (1..=64).collect();
+        let (hw, hostgw) = node(100, &peers, false);
+        let (vw, vx) = node(100, &peers, true);
+        // Node 1 receives VXLAN from node 100, for its pods 10.244.1.2..65.
+        let (rw, rx) = node(1, &[100], true);
+
+        let to_many_nodes = pod_frames(|i| [10, 244, (i % 64 + 1) as u8, 2]);
+        let to_node_1 = pod_frames(|i| [10, 244, 1, (i + 2) as u8]);
+        let mut ctrs = Counters::default();
+        let encapped = {
+            let mut b = Batch::new(&to_node_1);
+            let v = b.run(&vx, POD, &mut ctrs);
+            let mut out = b.frames(&v, HEADROOM - 50);
+            for (f, len) in out.iter_mut().zip(&b.lens) {
+                f.truncate(len + 50);
+            }
+            out
+        };
+        let s = Setup {
+            hostgw,
+            vx,
+            rx,
+            to_many_nodes,
+            encapped,
+            _writers: [hw, vw, rw],
+        };
+        // Every benchmark must forward every frame, or it measures the wrong thing.
+        for (_, p, frames, ingress) in s.cases() {
+            let v = Batch::new(frames).run(p, ingress, &mut ctrs);
+            assert!(v.iter().all(|v| matches!(v, Verdict::Tx(_))), "{v:?}");
         }
-        out
-    };
-    // Every benchmark must forward every frame, or it measures the wrong thing.
-    for (p, frames, ingress) in [
-        (&hostgw, &to_many_nodes, POD),
-        (&vx, &to_many_nodes, POD),
-        (&rx, &encapped, UPLINK),
-    ] {
-        let v = Batch::new(frames).run(p, ingress, &mut ctrs);
-        assert!(v.iter().all(|v| matches!(v, Verdict::Tx(_))), "{v:?}");
+        s
     }
 
+    fn cases(&self) -> [Case<'_>; 3] {
+        [
+            (
+                "host_gw_rewrite_60B_batch64",
+                &self.hostgw,
+                &self.to_many_nodes,
+                POD,
+            ),
+            (
+                "vxlan_encap_60B_batch64",
+                &self.vx,
+                &self.to_many_nodes,
+                POD,
+            ),
+            ("vxlan_decap_110B_batch64", &self.rx, &self.encapped, UPLINK),
+        ]
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let setup = Setup::new();
+    let mut ctrs = Counters::default();
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BATCH as u64));
-    let cases: [(&str, &Pipeline, &Vec<Vec<u8>>, PortId); 3] = [
-        ("host_gw_rewrite_60B_batch64", &hostgw, &to_many_nodes, POD),
-        ("vxlan_encap_60B_batch64", &vx, &to_many_nodes, POD),
-        ("vxlan_decap_110B_batch64", &rx, &encapped, UPLINK),
-    ];
-    for (name, p, frames, ingress) in cases {
+    for (name, p, frames, ingress) in setup.cases() {
         // One set of buffers (like a UMEM region) reused every iteration: the frames are
         // re-laid before each batch outside the timed region, so only `process` is timed.
         let mut batch = Batch::new(frames);
@@ -199,5 +241,52 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Times `BATCHES` batches of each case one by one (the timed region of `bench`) and
+/// prints quantiles of the time per packet.
+fn batch_quantiles() {
+    const WARM_UP: usize = 20_000;
+    const BATCHES: usize = 200_000;
+    let setup = Setup::new();
+    let mut ctrs = Counters::default();
+    println!("per packet (batch time / {BATCH}), {BATCHES} batches each, ns:");
+    println!(
+        "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "case", "p1", "p10", "p50", "p90", "p99"
+    );
+    for (name, p, frames, ingress) in setup.cases() {
+        let mut batch = Batch::new(frames);
+        let mut ns = Vec::with_capacity(BATCHES);
+        for i in 0..WARM_UP + BATCHES {
+            batch.reset(frames);
+            let t = Instant::now();
+            black_box(batch.run(p, ingress, &mut ctrs));
+            let e = t.elapsed();
+            if i >= WARM_UP {
+                ns.push(e.as_nanos() as f64 / BATCH as f64);
+            }
+        }
+        ns.sort_by(f64::total_cmp);
+        let q = |f: f64| ns[((ns.len() - 1) as f64 * f) as usize];
+        println!(
+            "{:<28} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}",
+            name,
+            q(0.01),
+            q(0.10),
+            q(0.50),
+            q(0.90),
+            q(0.99)
+        );
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("PIPELINE_BATCH_QUANTILES").is_some() {
+        batch_quantiles();
+        return;
+    }
+    // What criterion_main! expands to.
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
