@@ -146,64 +146,6 @@ fn assert_pod_ping(c: &Cluster) {
     assert_ping(c, &c.pods[A], SIDES[B].pod_ip, 5);
 }
 
-/// What flanneld configures on a kernel VXLAN node (DESIGN.md; the same commands as
-/// `Cluster::build` runs for `NodeKind::KernelVxlan`).
-fn make_kernel_vxlan_node(c: &Cluster, i: usize) {
-    let (me, peer) = (&SIDES[i], &SIDES[1 - i]);
-    let ns = &c.nodes[i];
-    let step = |r: Result<(), podfwd::netns::Error>| r.expect("configure the kernel VTEP");
-    step(ns.sysctl("net.ipv4.ip_forward", "1"));
-    step(
-        ns.ip(&[
-            "link",
-            "add",
-            "flannel.1",
-            "type",
-            "vxlan",
-            "id",
-            "1",
-            "local",
-            me.node_ip,
-            "dev",
-            me.ul_if,
-            "nolearning",
-            "dstport",
-            "8472",
-        ])
-        .map(drop),
-    );
-    step(
-        ns.ip(&[
-            "link",
-            "set",
-            "flannel.1",
-            "address",
-            me.vtep_mac,
-            "mtu",
-            "1450",
-        ])
-        .map(drop),
-    );
-    step(ns.add_addr("flannel.1", &me.pod_cidr.replace("/24", "/32")));
-    step(ns.link_up("flannel.1"));
-    let peer_net = peer.pod_cidr.trim_end_matches("/24");
-    step(ns.neigh_permanent(peer_net, peer.vtep_mac, "flannel.1"));
-    step(
-        ns.exec(&[
-            "bridge",
-            "fdb",
-            "add",
-            peer.vtep_mac,
-            "dev",
-            "flannel.1",
-            "dst",
-            peer.node_ip,
-        ])
-        .map(drop),
-    );
-    step(ns.add_route(&[peer.pod_cidr, "via", peer_net, "dev", "flannel.1", "onlink"]));
-}
-
 // --- XDP on the nodes' interfaces ------------------------------------------------------------
 
 /// `ip -o -d link show dev IFACE` in `ns`.
@@ -1078,7 +1020,7 @@ fn sigterm_detaches_everything_and_the_kernel_path_works_again() {
     let (got, _) = ping(&c.pods[A], SIDES[B].pod_ip, 1, "0.2");
     assert_eq!(got, 0, "nothing forwards on node A without podfwd");
     // ...until it is configured as flanneld would configure a kernel VXLAN node.
-    make_kernel_vxlan_node(&c, A);
+    c.kernel_vxlan(A).expect("configure the kernel VTEP");
     assert_pod_ping(&c);
 }
 

@@ -217,8 +217,9 @@ impl Cluster {
         Ok(c)
     }
 
-    /// Node `i` as flanneld configures a kernel VXLAN node (DESIGN.md).
-    fn kernel_vxlan(&self, i: usize) -> Result<(), LabError> {
+    /// Node `i` as flanneld configures a kernel VXLAN node (DESIGN.md). Public so a test
+    /// can turn a podfwd node into a kernel node after podfwd stopped.
+    pub fn kernel_vxlan(&self, i: usize) -> Result<(), LabError> {
         let (me, peer) = (&SIDES[i], &SIDES[1 - i]);
         let ns = &self.nodes[i];
         ns.sysctl("net.ipv4.ip_forward", "1")?;
