@@ -19,6 +19,7 @@
 
 pub mod device;
 pub mod frame;
+pub mod offload;
 pub mod worker;
 
 use crate::config::Mode;
