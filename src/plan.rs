@@ -20,6 +20,8 @@ pub struct Plan {
     /// Backend, mode, cores, queues and the AF_XDP knobs, as configured.
     pub dataplane: Dataplane,
     pub control: Control,
+    /// The TUN backend's settings.
+    pub tun: crate::config::Tun,
     /// Interfaces podfwd serves; `ports[i].id == i`, the uplink is port 0.
     pub ports: Vec<Port>,
     /// The own pod CIDR first, then one route per peer in config order.
@@ -260,6 +262,7 @@ impl Plan {
             },
             dataplane: dp.clone(),
             control: config.control.clone(),
+            tun: config.tun.clone(),
             ports,
             routes,
             peers: config.peers.clone(),

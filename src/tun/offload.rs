@@ -357,9 +357,11 @@ impl Coalescer {
 
 /// The `virtio_net_hdr` for writing one IPv4 TCP packet larger than the TUN's MTU (a
 /// kernel VTEP's tunnel GSO super-packet, decapsulated) as a GSO packet the kernel cuts
-/// into `mss`-sized segments. Puts the pseudo-header sum into the TCP checksum field
-/// (NEEDS_CSUM). `None`: not a TCP packet that can be cut that way.
-pub fn gso_header_for(ip: &mut [u8], mss: usize) -> Option<VnetHdr> {
+/// into segments that fit `mtu`. Puts the pseudo-header sum into the TCP checksum field
+/// (NEEDS_CSUM). `None`: not a TCP packet (without IP options) that can be cut that way.
+pub fn gso_header_for(ip: &mut [u8], mtu: usize) -> Option<VnetHdr> {
+    let thl = usize::from(*ip.get(32)? >> 4) * 4;
+    let mss = mtu.checked_sub(20 + thl).filter(|m| *m > 0)?;
     let seg = TcpSegmenter::new(ip, mss)?;
     let (hl, head) = (seg.hl, seg.head);
     if seg.total != ip.len() || hl != 20 || mss > usize::from(u16::MAX) {
@@ -641,12 +643,12 @@ mod tests {
     #[test]
     fn a_decapsulated_super_packet_gets_a_gso_header() {
         let mut big = tcp(0, 5000, TCP_ACK);
-        let h = gso_header_for(&mut big, 1398).unwrap();
+        let h = gso_header_for(&mut big, 1450).unwrap();
         assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (GSO_TCPV4, 1398, 52));
         assert!(complete_partial(&mut big, 20, 16));
         assert!(tcp_ok(&big));
         let mut udp = tcp(0, 5000, TCP_ACK);
         udp[9] = ipv4::protocol::UDP;
-        assert_eq!(gso_header_for(&mut udp, 1398), None);
+        assert_eq!(gso_header_for(&mut udp, 1450), None);
     }
 }
