@@ -79,7 +79,11 @@ impl TunDevice {
             let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
             // SAFETY: TUNSETOFFLOAD takes its argument by value.
             let r = unsafe {
-                libc::ioctl(first.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong)
+                libc::ioctl(
+                    first.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    flags as libc::c_ulong,
+                )
             };
             if r < 0 {
                 eprintln!(
@@ -92,7 +96,12 @@ impl TunDevice {
             }
         }
         fds.push(first);
-        let flags = base | if offloads.vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+        let flags = base
+            | if offloads.vnet_hdr {
+                libc::IFF_VNET_HDR
+            } else {
+                0
+            };
         for _ in 1..queues {
             fds.push(open_queue(name, flags).map_err(create_err)?);
         }
@@ -144,12 +153,7 @@ impl TunDevice {
 /// Opens `/dev/net/tun` and attaches it to the TUN device `name` with `flags`.
 fn open_queue(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: a NUL-terminated path literal.
-    let raw = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_CLOEXEC,
-        )
-    };
+    let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }

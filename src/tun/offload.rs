@@ -596,7 +596,10 @@ mod tests {
         // A gap in sequence numbers.
         let w = coalesce(vec![base(0), base(2)]);
         assert_eq!(w.len(), 2);
-        assert!(w.iter().all(|(h, _)| h.is_none()), "single packets unchanged");
+        assert!(
+            w.iter().all(|(h, _)| h.is_none()),
+            "single packets unchanged"
+        );
         assert_eq!(w[0].1, base(0));
         // Another flow (port), another ack, other options, another TOS.
         for (at, v) in [(21usize, 0x99u8), (30, 1), (45, 7), (1, 4)] {
@@ -634,7 +637,10 @@ mod tests {
         let w = coalesce(segs);
         assert!(w.len() >= 2);
         assert!(w.iter().all(|(_, b)| b.len() <= 65_535));
-        assert_eq!(w.iter().map(|(_, b)| b.len() - 52).sum::<usize>(), 50 * 1400);
+        assert_eq!(
+            w.iter().map(|(_, b)| b.len() - 52).sum::<usize>(),
+            50 * 1400
+        );
         let segs: Vec<Vec<u8>> = (0..70).map(|k| tcp(k * 10, 10, TCP_ACK)).collect();
         let w = coalesce(segs);
         assert_eq!(w.len(), 2);

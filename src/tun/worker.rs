@@ -315,6 +315,7 @@ impl Worker {
                 if let Some(mss) = h.tcp4_mss() {
                     match TcpSegmenter::new(ip, mss) {
                         Some(seg) => {
+                            self.counters.tso_in += 1;
                             self.cutting = Some(Cutting {
                                 len,
                                 mss,
@@ -797,6 +798,7 @@ impl TunWriter<'_> {
                     let p = &pkts[i];
                     *v = iov(&p.buf[IP_OFFSET - ETH_OFFSET + p.offset + head..p.offset + p.len]);
                 }
+                self.counters.gro_out += 1;
                 self.writev(&mut iovs[..group.len() + 1], group.len() as u64);
             }
             None => {

@@ -526,6 +526,7 @@ fn run_one(ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSam
         nodes: sc.nodes,
         queues: 1,
         cores: [fwd_cores, gen_cores],
+        ..ClusterSpec::default()
     };
     // Dropped on every way out of this function (error, Ctrl-C): processes killed,
     // namespaces removed. The sink's XDP link is declared later, so it is dropped first.
