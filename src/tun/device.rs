@@ -3,7 +3,6 @@
 use super::TunError;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::process::Command;
 
 /// A non-blocking TUN device without packet information (bare IP packets), with one
 /// descriptor per queue. The kernel removes the device, and every route through it, when
@@ -14,6 +13,7 @@ use std::process::Command;
 pub struct TunDevice {
     queues: Vec<OwnedFd>,
     name: String,
+    index: u32,
     offloads: Offloads,
 }
 
@@ -111,28 +111,23 @@ impl TunDevice {
                 source,
             })?;
         }
-        let mtu = mtu.to_string();
         // A longer queue than the TUN default (500) absorbs the kernel's bursts into it.
-        ip(&[
-            "link",
-            "set",
-            "dev",
-            name,
-            "mtu",
-            &mtu,
-            "txqueuelen",
-            "2000",
-            "up",
-        ])?;
+        let index = crate::netlink::interface(name)?.index;
+        crate::netlink::set_link_up(index, mtu, 2000)?;
         Ok(TunDevice {
             queues: fds,
             name: name.to_string(),
+            index,
             offloads,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
     }
 
     /// The descriptor of queue `q`.
@@ -272,25 +267,6 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) -> io::Result<()> {
         if set(force) < 0 && set(plain) < 0 {
             return Err(io::Error::last_os_error());
         }
-    }
-    Ok(())
-}
-
-/// Runs `ip ARGS` in the current network namespace; its stderr becomes the error.
-pub fn ip(args: &[&str]) -> Result<(), TunError> {
-    let cmd = format!("ip {}", args.join(" "));
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|source| TunError::Io {
-            what: format!("running `{cmd}`"),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(TunError::Command {
-            cmd,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
     }
     Ok(())
 }

@@ -32,6 +32,7 @@ use crate::pipeline::{FibParams, FibWriter, NodeParams, Pipeline, PortInfo};
 use crate::plan::Plan;
 use crate::wire::{vxlan, MacAddr};
 use device::{PacketSocket, TunDevice};
+use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
@@ -58,8 +59,6 @@ pub enum TunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{cmd}` failed: {stderr}")]
-    Command { cmd: String, stderr: String },
     #[error("binding the VXLAN socket to {addr}: {source}")]
     Bind {
         addr: SocketAddrV4,
@@ -214,8 +213,8 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     let control = ControlServer::bind(&plan.control.socket)?;
 
     // Routes into the TUN: every peer's pod subnet.
-    let mut installed: Vec<String> = Vec::new();
-    let mut result = install_routes(plan, tun.name(), &mut installed);
+    let mut installed: Vec<Ipv4Net> = Vec::new();
+    let mut result = install_routes(plan, tun.index(), &mut installed);
 
     let worker_stop = Arc::new(AtomicBool::new(false));
     // VXLAN datagrams from a kernel VTEP behind a veth can be whole GSO super-packets.
@@ -302,8 +301,12 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
 
     // Remove the routes (the kernel would with the device, but say what we did).
     for prefix in installed.iter().rev() {
-        if let Err(e) = device::ip(&["route", "del", prefix, "dev", tun.name()]) {
-            eprintln!("podfwd: warning: {e}");
+        match netlink::delete_route(*prefix, tun.index()) {
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "podfwd: warning: removing the route {prefix} dev {}: {e}",
+                tun.name()
+            ),
         }
     }
     drop(tun);
@@ -322,11 +325,16 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     result
 }
 
-/// Adds `ip route replace <peer subnet> dev <tun>` for every peer route; records each.
-fn install_routes(plan: &Plan, tun: &str, installed: &mut Vec<String>) -> Result<(), TunError> {
+/// Routes every peer's pod subnet into the TUN (`<subnet> dev <tun>`, replacing what was
+/// there); records each.
+fn install_routes(
+    plan: &Plan,
+    tun_index: u32,
+    installed: &mut Vec<Ipv4Net>,
+) -> Result<(), TunError> {
     for r in plan.routes.iter().filter(|r| r.peer.is_some()) {
-        let prefix = r.prefix.trunc().to_string();
-        device::ip(&["route", "replace", &prefix, "dev", tun])?;
+        let prefix = r.prefix.trunc();
+        netlink::replace_route(prefix, tun_index)?;
         installed.push(prefix);
     }
     Ok(())

@@ -650,27 +650,31 @@ fn recv_trains(fd: RawFd, rx: &mut RxTrains) -> io::Result<usize> {
         m.msg_hdr.msg_control = c.as_mut_ptr().cast();
         m.msg_hdr.msg_controllen = std::mem::size_of::<RxCmsg>();
     }
-    // SAFETY: every header points at a live name, iovec and control buffer, every iovec
-    // at a distinct receive buffer, all of which outlive the call.
-    let r = unsafe {
-        libc::recvmmsg(
-            fd,
-            msgs.as_mut_ptr(),
-            RX_MSGS as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
     rx.held = 0;
     rx.msg = 0;
     rx.off = 0;
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-            _ => Err(e),
+    let r = loop {
+        // SAFETY: every header points at a live name, iovec and control buffer, every
+        // iovec at a distinct receive buffer, all of which outlive the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RX_MSGS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
-    }
+        if r >= 0 {
+            break r;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
+    };
     let got = r as usize;
     for i in 0..got {
         let m = &msgs[i];
