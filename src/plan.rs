@@ -364,7 +364,12 @@ impl fmt::Display for Plan {
                     dp.frame_count
                 )?;
             }
-            Backend::Tun => writeln!(f, "backend       tun (batch {})", dp.batch_size)?,
+            Backend::Tun => writeln!(
+                f,
+                "backend       tun (device {}, one queue per core, offloads {})",
+                self.tun.name,
+                if self.tun.offload { "on" } else { "off" }
+            )?,
         }
         let cores: Vec<String> = dp.cores.iter().map(|c| c.to_string()).collect();
         let plural = if dp.queues == 1 { "" } else { "s" };
