@@ -10,7 +10,18 @@
 /// ones'-complement sum is byte-order independent, RFC 1071 2.B; a 32-bit word adds as
 /// its two 16-bit halves, 2.C). About 4x the speed of summing 16-bit words one by one.
 #[inline]
-pub fn add(sum: u32, data: &[u8]) -> u32 {
+pub fn add(mut sum: u32, data: &[u8]) -> u32 {
+    if data.len() < 64 {
+        // Headers (the pipeline's 20-byte IPv4 sums): the plain loop, fully unrolled.
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        if let [last] = chunks.remainder() {
+            sum += u32::from(*last) << 8;
+        }
+        return sum;
+    }
     let mut words = data.chunks_exact(4);
     let mut acc: u64 = 0;
     for w in &mut words {
@@ -21,7 +32,7 @@ pub fn add(sum: u32, data: &[u8]) -> u32 {
         acc = (acc & 0xffff_ffff) + (acc >> 32);
     }
     let native = fold(acc as u32);
-    let mut sum = sum + u32::from(u16::from_be(native));
+    sum += u32::from(u16::from_be(native));
     let mut rest = words.remainder().chunks_exact(2);
     for c in &mut rest {
         sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -144,7 +155,9 @@ mod tests {
 
     #[test]
     fn add_agrees_with_the_plain_word_sum_on_large_inputs() {
-        for len in [0usize, 1, 2, 3, 4, 5, 7, 8, 1399, 1400, 65_535] {
+        for len in [
+            0usize, 1, 2, 3, 4, 5, 7, 8, 63, 64, 65, 66, 67, 1399, 1400, 65_535,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 131 + 7) as u8).collect();
             assert_eq!(fold(add(0, &data)), fold(slow_add(&data)), "len {len}");
             let ones = vec![0xffu8; len];
