@@ -1,9 +1,11 @@
 //! The TUN backend (`backend = "tun"`): for nodes without AF_XDP.
 //!
 //! The kernel routes every peer's pod subnet into a TUN device that podfwd creates (and
-//! podfwd removes those routes at exit). A worker thread reads IP packets from it, runs
-//! the same [`Pipeline`] as the AF_XDP backend over them (with a synthetic Ethernet
-//! header in the headroom), and sends the result:
+//! podfwd removes those routes at exit). One worker thread per configured core, each with
+//! its own queue of the (multi-queue) TUN, reads IP packets from it, runs the same
+//! [`Pipeline`] as the AF_XDP backend over them (with a synthetic Ethernet header in the
+//! headroom), and sends the result; with offloads (`tun.offload`, default on) TCP moves
+//! through the TUN and the socket as 64 KB super-packets ([`offload`], docs/tun.md):
 //!
 //! - vxlan: the VXLAN header and inner frame go out of a UDP socket bound to the node IP
 //!   and the VXLAN port (the kernel adds outer IPv4/UDP and routes it). Datagrams

@@ -1,9 +1,12 @@
-//! The TUN worker: one mio event loop over the TUN device and the VXLAN socket.
+//! The TUN worker: one mio event loop over one TUN queue and one VXLAN socket.
 //!
-//! TUN -> prepend Ethernet -> pipeline -> VXLAN payload out of the UDP socket
-//! (`sendmmsg`), or a rewritten Ethernet frame out of the AF_PACKET socket (host-gw).
-//! UDP socket (`recvmmsg`) -> synthetic outer headers -> pipeline (validation and
-//! decapsulation) -> inner IP packet written to the TUN.
+//! TUN -> (with offloads: a TCP super-packet cut into MSS segments) -> prepend Ethernet
+//! -> pipeline -> VXLAN payload out of the UDP socket (`sendmmsg`, runs to one peer as
+//! UDP GSO), or a rewritten Ethernet frame out of the AF_PACKET socket (host-gw).
+//! UDP socket (`recvmmsg`; with UDP GRO a train per message, split into datagrams) ->
+//! synthetic outer headers -> pipeline (validation and decapsulation) -> inner IP packet
+//! written to the TUN (with offloads: consecutive segments of a flow merged into one GSO
+//! write).
 //!
 //! Every buffer is allocated once; a batch uses fixed-size stack arrays.
 
