@@ -399,7 +399,10 @@ fn pct(s: Option<&Stat>) -> String {
 
 fn ratio(s: Option<&Stat>) -> String {
     match s {
-        Some(s) if s.median.is_finite() => format!("{}x", fmt_stat(Some(s), 1.0, 2)),
+        Some(s) if s.median.is_finite() && s.min == s.max => format!("{:.2}x", s.median),
+        Some(s) if s.median.is_finite() => {
+            format!("{:.2}x ({:.2}–{:.2})", s.median, s.min, s.max)
+        }
         _ => "—".into(),
     }
 }
