@@ -223,6 +223,7 @@ fn two_queues_and_two_workers_share_the_flows() {
             nodes: [NodeKind::Podfwd; 2],
             queues: 2,
             cores: [&[0, 1], &[0, 1]],
+            ..ClusterSpec::default()
         },
     );
     ping_ok(&c, 0, 1);

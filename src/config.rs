@@ -105,6 +105,9 @@ pub struct Vxlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tun {
     pub name: String,
+    /// Segmentation offloads: TSO from the TUN (`IFF_VNET_HDR`, `TUNSETOFFLOAD`), UDP GSO
+    /// on send, UDP GRO and coalescing on receive. Default on; `false` forces them off.
+    pub offload: bool,
 }
 
 /// `[control]`: paths that must differ between instances on one machine.
@@ -241,6 +244,7 @@ impl Default for Tun {
     fn default() -> Self {
         Tun {
             name: "podfwd0".to_string(),
+            offload: true,
         }
     }
 }
@@ -438,6 +442,7 @@ struct RawVxlan {
 #[serde(deny_unknown_fields)]
 struct RawTun {
     name: Option<S<String>>,
+    offload: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1064,8 +1069,10 @@ impl Validator<'_> {
     }
 
     fn tun(&self, raw: &RawTun, node: &Node, backend: Backend) -> R<Tun> {
+        let d = Tun::default();
+        let offload = raw.offload.unwrap_or(d.offload);
         let Some(name) = raw.name.as_ref() else {
-            return Ok(Tun::default());
+            return Ok(Tun { offload, ..d });
         };
         self.ifname("tun.name", name)?;
         if backend == Backend::Tun && name.get_ref() == &node.uplink {
@@ -1073,6 +1080,7 @@ impl Validator<'_> {
         }
         Ok(Tun {
             name: name.get_ref().clone(),
+            offload,
         })
     }
 
@@ -1303,6 +1311,7 @@ vtep_mac = "0e:00:00:00:00:0c"
             "vtep_mac",
             "[tun]",
             "name",
+            "offload",
             "[control]",
             "socket",
             "bpf_pin_dir",

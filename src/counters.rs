@@ -103,6 +103,10 @@ pub struct Counters {
     pub batches: u64,
     /// Times the backend found an egress ring full.
     pub ring_full: u64,
+    /// TUN backend: TCP super-packets read from the TUN (TSO) and cut into segments.
+    pub tso_in: u64,
+    /// TUN backend: super-packets of merged TCP segments written to the TUN (GRO).
+    pub gro_out: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -131,6 +135,8 @@ impl Counters {
         self.tx += o.tx;
         self.batches += o.batches;
         self.ring_full += o.ring_full;
+        self.tso_in += o.tso_in;
+        self.gro_out += o.gro_out;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -138,12 +144,12 @@ impl Counters {
 }
 
 /// The number of `u64` fields in [`Counters`], in the order of [`Counters::fields`].
-const FIELDS: usize = 8 + DropReason::COUNT;
+const FIELDS: usize = 10 + DropReason::COUNT;
 
 impl Counters {
     fn fields(&self) -> [u64; FIELDS] {
         let mut f = [0u64; FIELDS];
-        f[..8].copy_from_slice(&[
+        f[..10].copy_from_slice(&[
             self.rx,
             self.forwarded,
             self.encapsulated,
@@ -152,14 +158,16 @@ impl Counters {
             self.tx,
             self.batches,
             self.ring_full,
+            self.tso_in,
+            self.gro_out,
         ]);
-        f[8..].copy_from_slice(&self.drops);
+        f[10..].copy_from_slice(&self.drops);
         f
     }
 
     fn from_fields(f: &[u64; FIELDS]) -> Counters {
         let mut drops = [0u64; DropReason::COUNT];
-        drops.copy_from_slice(&f[8..]);
+        drops.copy_from_slice(&f[10..]);
         Counters {
             rx: f[0],
             forwarded: f[1],
@@ -169,6 +177,8 @@ impl Counters {
             tx: f[5],
             batches: f[6],
             ring_full: f[7],
+            tso_in: f[8],
+            gro_out: f[9],
             drops,
         }
     }
@@ -184,6 +194,8 @@ impl Counters {
             ("tx", self.tx),
             ("batches", self.batches),
             ("ring_full", self.ring_full),
+            ("tso_in", self.tso_in),
+            ("gro_out", self.gro_out),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), *v))

@@ -39,6 +39,8 @@ pub struct ClusterSpec {
     pub queues: u16,
     /// CPUs each node's podfwd workers run on (one worker per entry).
     pub cores: [&'static [usize]; 2],
+    /// `tun.offload` of each node's podfwd (TUN backend).
+    pub tun_offload: [bool; 2],
 }
 
 impl Default for ClusterSpec {
@@ -52,6 +54,7 @@ impl Default for ClusterSpec {
             } else {
                 [&[0], &[0]]
             },
+            tun_offload: [true; 2],
         }
     }
 }
@@ -325,6 +328,7 @@ bpf_pin_dir = "/sys/fs/bpf/{nsname}"
 
 [tun]
 name = "podfwd0"
+offload = {offload}
 
 [[peers]]
 pod_cidr = "{peer_cidr}"
@@ -346,6 +350,7 @@ vtep_mac = "{peer_vtep}"
             peer_cidr = peer.pod_cidr,
             peer_ip = peer.node_ip,
             peer_vtep = peer.vtep_mac,
+            offload = self.spec.tun_offload[i],
         )
     }
 

@@ -20,6 +20,8 @@ pub struct Plan {
     /// Backend, mode, cores, queues and the AF_XDP knobs, as configured.
     pub dataplane: Dataplane,
     pub control: Control,
+    /// The TUN backend's settings.
+    pub tun: crate::config::Tun,
     /// Interfaces podfwd serves; `ports[i].id == i`, the uplink is port 0.
     pub ports: Vec<Port>,
     /// The own pod CIDR first, then one route per peer in config order.
@@ -260,6 +262,7 @@ impl Plan {
             },
             dataplane: dp.clone(),
             control: config.control.clone(),
+            tun: config.tun.clone(),
             ports,
             routes,
             peers: config.peers.clone(),
@@ -361,7 +364,12 @@ impl fmt::Display for Plan {
                     dp.frame_count
                 )?;
             }
-            Backend::Tun => writeln!(f, "backend       tun (batch {})", dp.batch_size)?,
+            Backend::Tun => writeln!(
+                f,
+                "backend       tun (device {}, one queue per core, offloads {})",
+                self.tun.name,
+                if self.tun.offload { "on" } else { "off" }
+            )?,
         }
         let cores: Vec<String> = dp.cores.iter().map(|c| c.to_string()).collect();
         let plural = if dp.queues == 1 { "" } else { "s" };

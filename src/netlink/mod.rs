@@ -22,6 +22,7 @@
 
 mod link;
 mod neigh;
+mod route;
 mod socket;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use neigh::{
     neighbour, neighbour_entry, remove_neighbour, resolve, resolve_managed, NeighbourEvent,
     NeighbourMonitor,
 };
+pub use route::{delete_route, replace_route, set_link_up};
 
 use std::io;
 use std::time::Duration;

@@ -2,52 +2,170 @@
 
 use super::TunError;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::process::Command;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// A non-blocking TUN device without packet information (bare IP packets). The kernel
-/// removes the device, and every route through it, when it is dropped.
+/// A non-blocking TUN device without packet information (bare IP packets), with one
+/// descriptor per queue. The kernel removes the device, and every route through it, when
+/// the last descriptor is closed.
+///
+/// Created with our own `TUNSETIFF` rather than the tun-tap crate's: tun-tap 0.1 cannot
+/// ask for `IFF_VNET_HDR` (the offloads) or `IFF_MULTI_QUEUE`.
 pub struct TunDevice {
-    iface: tun_tap::Iface,
+    queues: Vec<OwnedFd>,
+    name: String,
+    index: u32,
+    offloads: Offloads,
+}
+
+/// What the TUN device was set up with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// Every read and write starts with a `virtio_net_hdr` (`IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+    /// The kernel hands over TCP super-packets and partial checksums
+    /// (`TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`).
+    pub tso: bool,
+}
+
+/// `struct ifreq` as `TUNSETIFF` reads it: the name and the flags (the union's first
+/// member); 40 bytes on 64-bit Linux.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
 }
 
 impl TunDevice {
-    /// Creates (or attaches to) the TUN device `name`, sets its MTU and brings it up.
-    pub fn create(name: &str, mtu: u32) -> Result<TunDevice, TunError> {
-        let iface =
-            tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tun).map_err(|source| {
-                TunError::Create {
-                    name: name.to_string(),
-                    source,
-                }
-            })?;
-        set_nonblocking(iface.as_raw_fd()).map_err(|source| TunError::Io {
-            what: format!("setting TUN device {name} non-blocking"),
+    /// Creates (or attaches to) the TUN device `name` with `queues` queues
+    /// (`IFF_MULTI_QUEUE` when more than one), sets its MTU and brings it up. With
+    /// `offload`, asks for `IFF_VNET_HDR` and TSO; what the kernel refuses is turned off
+    /// with a warning on stderr.
+    pub fn create(
+        name: &str,
+        mtu: u32,
+        queues: usize,
+        offload: bool,
+    ) -> Result<TunDevice, TunError> {
+        let queues = queues.max(1);
+        let create_err = |source| TunError::Create {
+            name: name.to_string(),
             source,
-        })?;
-        let mtu = mtu.to_string();
+        };
+        if name.len() >= libc::IFNAMSIZ || name.is_empty() {
+            return Err(create_err(io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        let mut base = libc::IFF_TUN | libc::IFF_NO_PI;
+        if queues > 1 {
+            base |= libc::IFF_MULTI_QUEUE;
+        }
+        let mut offloads = Offloads::default();
+        let mut fds = Vec::with_capacity(queues);
+        let first = match open_queue(name, base | if offload { libc::IFF_VNET_HDR } else { 0 }) {
+            Ok(fd) => {
+                offloads.vnet_hdr = offload;
+                fd
+            }
+            Err(e) if offload && e.raw_os_error() == Some(libc::EINVAL) => {
+                eprintln!(
+                    "podfwd: warning: TUN device {name}: IFF_VNET_HDR refused ({e}); \
+                     running without segmentation offloads"
+                );
+                open_queue(name, base).map_err(create_err)?
+            }
+            Err(e) => return Err(create_err(e)),
+        };
+        if offloads.vnet_hdr {
+            let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+            // SAFETY: TUNSETOFFLOAD takes its argument by value.
+            let r = unsafe {
+                libc::ioctl(
+                    first.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    flags as libc::c_ulong,
+                )
+            };
+            if r < 0 {
+                eprintln!(
+                    "podfwd: warning: TUN device {name}: TUNSETOFFLOAD(TSO4, checksum) refused \
+                     ({}); the kernel segments TCP before the TUN",
+                    io::Error::last_os_error()
+                );
+            } else {
+                offloads.tso = true;
+            }
+        }
+        fds.push(first);
+        let flags = base
+            | if offloads.vnet_hdr {
+                libc::IFF_VNET_HDR
+            } else {
+                0
+            };
+        for _ in 1..queues {
+            fds.push(open_queue(name, flags).map_err(create_err)?);
+        }
+        for fd in &fds {
+            set_nonblocking(fd.as_raw_fd()).map_err(|source| TunError::Io {
+                what: format!("setting TUN device {name} non-blocking"),
+                source,
+            })?;
+        }
         // A longer queue than the TUN default (500) absorbs the kernel's bursts into it.
-        ip(&[
-            "link",
-            "set",
-            "dev",
-            name,
-            "mtu",
-            &mtu,
-            "txqueuelen",
-            "2000",
-            "up",
-        ])?;
-        Ok(TunDevice { iface })
+        let index = crate::netlink::interface(name)?.index;
+        crate::netlink::set_link_up(index, mtu, 2000)?;
+        Ok(TunDevice {
+            queues: fds,
+            name: name.to_string(),
+            index,
+            offloads,
+        })
     }
 
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
     }
 
-    pub fn fd(&self) -> RawFd {
-        self.iface.as_raw_fd()
+    pub fn index(&self) -> u32 {
+        self.index
     }
+
+    /// The descriptor of queue `q`.
+    pub fn fd(&self, q: usize) -> RawFd {
+        self.queues[q].as_raw_fd()
+    }
+
+    /// How many queues.
+    pub fn queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+}
+
+/// Opens `/dev/net/tun` and attaches it to the TUN device `name` with `flags`.
+fn open_queue(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated path literal.
+    let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: flags as libc::c_short,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is laid out as
+    // (and large enough for).
+    if unsafe { libc::ioctl(raw, libc::TUNSETIFF, &mut req as *mut IfReqFlags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 /// Sets `O_NONBLOCK` on `fd`.
@@ -59,6 +177,68 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     }
     // SAFETY: as above.
     if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A non-blocking UDP socket bound to `addr`; with `reuse_port`, in an `SO_REUSEPORT`
+/// group (one socket per worker; the kernel spreads flows over the group by hash).
+pub fn bind_udp(addr: std::net::SocketAddrV4, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    // SAFETY: socket() has no memory preconditions.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if reuse_port {
+        set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    // SAFETY: sockaddr_in is plain old data; zero is a valid value.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_port = addr.port().to_be();
+    sin.sin_addr.s_addr = u32::from(*addr.ip()).to_be();
+    // SAFETY: `sin` is a valid sockaddr_in of the length given.
+    let r = unsafe {
+        libc::bind(
+            raw,
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::net::UdpSocket::from(fd))
+}
+
+/// Turns on `UDP_GRO`: the socket receives trains of datagrams in one buffer, with their
+/// size in a control message.
+pub fn set_udp_gro(fd: RawFd) -> io::Result<()> {
+    set_int(fd, libc::SOL_UDP, super::worker::UDP_GRO, 1)
+}
+
+/// `setsockopt` with an int value.
+fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is a c_int that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -87,25 +267,6 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) -> io::Result<()> {
         if set(force) < 0 && set(plain) < 0 {
             return Err(io::Error::last_os_error());
         }
-    }
-    Ok(())
-}
-
-/// Runs `ip ARGS` in the current network namespace; its stderr becomes the error.
-pub fn ip(args: &[&str]) -> Result<(), TunError> {
-    let cmd = format!("ip {}", args.join(" "));
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|source| TunError::Io {
-            what: format!("running `{cmd}`"),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(TunError::Command {
-            cmd,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
     }
     Ok(())
 }

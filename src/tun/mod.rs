@@ -19,6 +19,7 @@
 
 pub mod device;
 pub mod frame;
+pub mod offload;
 pub mod worker;
 
 use crate::config::Mode;
@@ -31,8 +32,9 @@ use crate::pipeline::{FibParams, FibWriter, NodeParams, Pipeline, PortInfo};
 use crate::plan::Plan;
 use crate::wire::{vxlan, MacAddr};
 use device::{PacketSocket, TunDevice};
+use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,8 +59,6 @@ pub enum TunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{cmd}` failed: {stderr}")]
-    Command { cmd: String, stderr: String },
     #[error("binding the VXLAN socket to {addr}: {source}")]
     Bind {
         addr: SocketAddrV4,
@@ -104,7 +104,13 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
         .ports
         .get(usize::from(TUN))
         .map_or("podfwd0", |p| p.name.as_str());
-    let tun = TunDevice::create(tun_name, tun_mtu)?;
+    // One TUN queue, VXLAN socket and worker per configured core.
+    let cores: Vec<usize> = if plan.dataplane.cores.is_empty() {
+        vec![0]
+    } else {
+        plan.dataplane.cores.clone()
+    };
+    let tun = TunDevice::create(tun_name, tun_mtu, cores.len(), plan.tun.offload)?;
 
     // The FIB: port 0 the uplink, port 1 the TUN (which has no MAC).
     let node = NodeParams {
@@ -162,39 +168,54 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
         }
     }
 
-    // Sockets.
-    let udp = if mode.uses_vxlan() {
-        let addr = SocketAddrV4::new(plan.node.ip, plan.node.vxlan_port);
-        let s = UdpSocket::bind(addr).map_err(|source| TunError::Bind { addr, source })?;
-        s.set_nonblocking(true).map_err(|source| TunError::Io {
-            what: format!("setting the VXLAN socket {addr} non-blocking"),
-            source,
-        })?;
-        // Bursts of a whole TCP window arrive faster than one batch loop drains them.
-        if let Err(e) = device::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
-            eprintln!("podfwd: warning: VXLAN socket {addr} buffers: {e}");
+    // Sockets: per worker one VXLAN socket (an SO_REUSEPORT group when there are
+    // several: the kernel spreads peers' flows over them) and one AF_PACKET socket.
+    let mut udps = Vec::new();
+    let mut packets = Vec::new();
+    let mut gro = plan.tun.offload;
+    for _ in &cores {
+        if mode.uses_vxlan() {
+            let addr = SocketAddrV4::new(plan.node.ip, plan.node.vxlan_port);
+            let s = device::bind_udp(addr, cores.len() > 1)
+                .map_err(|source| TunError::Bind { addr, source })?;
+            // Bursts of a whole TCP window arrive faster than one batch loop drains them.
+            if let Err(e) = device::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
+                eprintln!("podfwd: warning: VXLAN socket {addr} buffers: {e}");
+            }
+            if gro {
+                if let Err(e) = device::set_udp_gro(s.as_raw_fd()) {
+                    eprintln!(
+                        "podfwd: warning: UDP_GRO refused on the VXLAN socket ({e}); \
+                         receiving one datagram at a time"
+                    );
+                    gro = false;
+                }
+            }
+            udps.push(Some(s));
+        } else {
+            udps.push(None);
         }
-        Some(s)
-    } else {
-        None
-    };
-    let packet = if mode != Mode::Vxlan {
-        let p = PacketSocket::bind(&uplink.name, uplink.index)?;
-        if let Err(e) = device::set_socket_buffers(p.fd(), SOCKET_BUFFER) {
-            eprintln!("podfwd: warning: AF_PACKET socket buffers: {e}");
+        if mode != Mode::Vxlan {
+            let p = PacketSocket::bind(&uplink.name, uplink.index)?;
+            if let Err(e) = device::set_socket_buffers(p.fd(), SOCKET_BUFFER) {
+                eprintln!("podfwd: warning: AF_PACKET socket buffers: {e}");
+            }
+            packets.push(Some(p));
+        } else {
+            packets.push(None);
         }
-        Some(p)
-    } else {
-        None
+    }
+    let offload = worker::Offload {
+        vnet_hdr: tun.offloads().vnet_hdr,
+        udp_gro: gro && mode.uses_vxlan(),
+        udp_gso: plan.tun.offload,
     };
     let control = ControlServer::bind(&plan.control.socket)?;
 
     // Routes into the TUN: every peer's pod subnet.
-    let mut installed: Vec<String> = Vec::new();
-    let mut result = install_routes(plan, tun.name(), &mut installed);
+    let mut installed: Vec<Ipv4Net> = Vec::new();
+    let mut result = install_routes(plan, tun.index(), &mut installed);
 
-    let core = plan.dataplane.cores.first().copied().unwrap_or(0);
-    let shared = Arc::new(SharedCounters::default());
     let worker_stop = Arc::new(AtomicBool::new(false));
     // VXLAN datagrams from a kernel VTEP behind a veth can be whole GSO super-packets.
     let max_packet = if mode.uses_vxlan() {
@@ -202,16 +223,23 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     } else {
         uplink.mtu.max(1500) as usize + 64
     };
-    let mut thread = None;
-    if result.is_ok() {
+    let mut workers: Vec<(usize, Arc<SharedCounters>)> = Vec::new();
+    let mut threads = Vec::new();
+    for (q, (udp, packet)) in udps.into_iter().zip(packets).enumerate() {
+        if result.is_err() {
+            break;
+        }
+        let core = cores[q];
+        let shared = Arc::new(SharedCounters::default());
         let w = Worker::new(
-            tun.fd(),
+            tun.fd(q),
             udp,
             packet,
-            Pipeline::new(node, reader),
+            Pipeline::new(node, reader.clone()),
             shared.clone(),
             max_packet,
             tun_mtu as usize,
+            offload,
         );
         let stop = worker_stop.clone();
         match std::thread::Builder::new()
@@ -220,17 +248,34 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
                 core_affinity::set_for_current(core_affinity::CoreId { id: core });
                 w.run(&stop)
             }) {
-            Ok(t) => thread = Some(t),
+            Ok(t) => {
+                threads.push(t);
+                workers.push((core, shared));
+            }
             Err(e) => result = Err(TunError::Worker(e.to_string())),
         }
     }
     let started = Instant::now();
-    if let Some(t) = thread {
+    if result.is_ok() {
+        let on = |b: bool| if b { "on" } else { "off" };
         eprintln!(
-            "podfwd: forwarding through TUN {} (mtu {tun_mtu}) and uplink {} (mode {mode}, cpu {core}), control socket {}",
+            "podfwd: forwarding through TUN {} (mtu {tun_mtu}, {} queue(s)) and uplink {} \
+             (mode {mode}, cpus {cores:?}), control socket {}",
             tun.name(),
+            tun.queues(),
             uplink.name,
             control.path().display()
+        );
+        eprintln!(
+            "podfwd: offloads: tso from the TUN {}, udp gso {}, udp gro {}{}",
+            on(tun.offloads().tso),
+            on(offload.udp_gso && mode.uses_vxlan()),
+            on(offload.udp_gro),
+            if plan.tun.offload {
+                ""
+            } else {
+                " (tun.offload = false)"
+            }
         );
         result = control_loop(
             &stop,
@@ -239,13 +284,14 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
             &mut apply,
             uplink.index,
             &control,
-            &shared,
-            core,
+            &workers,
             stats_interval,
-            &t,
+            &threads,
             started,
         );
-        worker_stop.store(true, Ordering::Relaxed);
+    }
+    worker_stop.store(true, Ordering::Relaxed);
+    for t in threads {
         match t.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => result = Err(TunError::Worker(e.to_string())),
@@ -255,13 +301,20 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
 
     // Remove the routes (the kernel would with the device, but say what we did).
     for prefix in installed.iter().rev() {
-        if let Err(e) = device::ip(&["route", "del", prefix, "dev", tun.name()]) {
-            eprintln!("podfwd: warning: {e}");
+        match netlink::delete_route(*prefix, tun.index()) {
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "podfwd: warning: removing the route {prefix} dev {}: {e}",
+                tun.name()
+            ),
         }
     }
     drop(tun);
     drop(control);
-    let total = shared.snapshot();
+    let mut total = Counters::default();
+    for (_, w) in &workers {
+        total.merge(&w.snapshot());
+    }
     eprintln!(
         "podfwd: stopped after {:.1} s: rx {} tx {} drops {}",
         started.elapsed().as_secs_f64(),
@@ -272,11 +325,16 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     result
 }
 
-/// Adds `ip route replace <peer subnet> dev <tun>` for every peer route; records each.
-fn install_routes(plan: &Plan, tun: &str, installed: &mut Vec<String>) -> Result<(), TunError> {
+/// Routes every peer's pod subnet into the TUN (`<subnet> dev <tun>`, replacing what was
+/// there); records each.
+fn install_routes(
+    plan: &Plan,
+    tun_index: u32,
+    installed: &mut Vec<Ipv4Net>,
+) -> Result<(), TunError> {
     for r in plan.routes.iter().filter(|r| r.peer.is_some()) {
-        let prefix = r.prefix.trunc().to_string();
-        device::ip(&["route", "replace", &prefix, "dev", tun])?;
+        let prefix = r.prefix.trunc();
+        netlink::replace_route(prefix, tun_index)?;
         installed.push(prefix);
     }
     Ok(())
@@ -295,10 +353,9 @@ fn control_loop(
     ) -> Result<(), crate::pipeline::FibError>,
     uplink_index: u32,
     control: &ControlServer,
-    shared: &SharedCounters,
-    core: usize,
+    workers: &[(usize, Arc<SharedCounters>)],
     stats_interval: Option<Duration>,
-    thread: &std::thread::JoinHandle<std::io::Result<()>>,
+    threads: &[std::thread::JoinHandle<std::io::Result<()>>],
     started: Instant,
 ) -> Result<(), TunError> {
     let mut last_resolve: HashMap<Ipv4Addr, Instant> = HashMap::new();
@@ -329,10 +386,16 @@ fn control_loop(
                 }
             }
         }
-        control.serve_pending(|| StatsReply::new(started.elapsed(), &[(core, shared.snapshot())]));
+        let snapshot = || -> Vec<(usize, Counters)> {
+            workers.iter().map(|(c, w)| (*c, w.snapshot())).collect()
+        };
+        control.serve_pending(|| StatsReply::new(started.elapsed(), &snapshot()));
         if let Some(every) = stats_interval {
             if last_print.0.elapsed() >= every {
-                let total = shared.snapshot();
+                let mut total = Counters::default();
+                for (_, c) in snapshot() {
+                    total.merge(&c);
+                }
                 eprintln!(
                     "{}",
                     crate::daemon::rate_line(&last_print.1, &total, last_print.0.elapsed())
@@ -340,7 +403,7 @@ fn control_loop(
                 last_print = (Instant::now(), total);
             }
         }
-        if thread.is_finished() {
+        if threads.iter().any(|t| t.is_finished()) {
             return Err(TunError::Worker("stopped unexpectedly".into()));
         }
     }

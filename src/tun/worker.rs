@@ -8,7 +8,8 @@
 //! Every buffer is allocated once; a batch uses fixed-size stack arrays.
 
 use super::frame::{self, ETH_OFFSET, IP_OFFSET, UDP_PAYLOAD_OFFSET};
-use crate::counters::{Counters, SharedCounters};
+use super::offload::{self, Coalescer, TcpSegmenter, VnetHdr, F_NEEDS_CSUM, VNET_HDR_LEN};
+use crate::counters::{Counters, DropReason, SharedCounters};
 use crate::nexthop::PortId;
 use crate::pipeline::{Packet, Pipeline, Verdict};
 use mio::unix::SourceFd;
@@ -37,6 +38,8 @@ const SEND_TRIES: usize = 8;
 
 /// `UDP_SEGMENT` (linux/udp.h; not in the libc crate): the GSO segment size of a send.
 const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): receive trains of datagrams with their segment size.
+pub const UDP_GRO: libc::c_int = 104;
 
 /// The most payload bytes one UDP GSO send carries (an IPv4 datagram's limit, less headers).
 const GSO_MAX_BYTES: usize = 65_000;
@@ -50,18 +53,85 @@ struct SegmentCmsg {
     _pad: [u8; 6],
 }
 
+/// Datagram trains (UDP GRO) received per `recvmmsg`.
+const RX_MSGS: usize = 8;
+
+/// Control-message room per received message: `CMSG_SPACE(sizeof(int))` is 24 bytes.
+type RxCmsg = [u64; 4];
+
+/// What the worker may use of the kernel's segmentation offloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// TUN reads and writes start with a `virtio_net_hdr` (`IFF_VNET_HDR`): TCP
+    /// super-packets are read and cut here, received segments are merged for the TUN.
+    pub vnet_hdr: bool,
+    /// The UDP socket has `UDP_GRO`: trains of datagrams arrive in one buffer.
+    pub udp_gro: bool,
+    /// Runs of equal datagrams to one peer leave as one UDP GSO send (`UDP_SEGMENT`).
+    pub udp_gso: bool,
+}
+
+/// A TCP super-packet read from the TUN (held in `stage`) being cut into segments.
+#[derive(Clone, Copy, Debug)]
+struct Cutting {
+    len: usize,
+    mss: usize,
+    next: usize,
+    count: usize,
+}
+
+/// One received message: a datagram, or with UDP GRO a train of `seg`-byte datagrams.
+#[derive(Clone, Copy, Debug)]
+struct RxMsg {
+    len: usize,
+    /// Datagram size within the message (0: the message is one datagram).
+    seg: usize,
+    src: Ipv4Addr,
+    sport: u16,
+    truncated: bool,
+}
+
+impl Default for RxMsg {
+    fn default() -> Self {
+        RxMsg {
+            len: 0,
+            seg: 0,
+            src: Ipv4Addr::UNSPECIFIED,
+            sport: 0,
+            truncated: false,
+        }
+    }
+}
+
+/// Received messages (UDP GRO) being split into datagrams for the pipeline.
+struct RxTrains {
+    bufs: Vec<Box<[u8]>>,
+    msgs: [RxMsg; RX_MSGS],
+    /// Messages held.
+    held: usize,
+    /// The next message to split, and the offset of its next datagram.
+    msg: usize,
+    off: usize,
+}
+
 /// What the worker owns.
 pub struct Worker {
     tun: RawFd,
+    offload: Offload,
     udp: Option<UdpSocket>,
+    /// With UDP GRO: received trains waiting to be split.
+    rx: Option<RxTrains>,
     packet: Option<super::device::PacketSocket>,
     pipeline: Pipeline,
     node_ip: Ipv4Addr,
     vxlan_port: u16,
-    /// Size of one packet buffer in `arena`.
-    buf_size: usize,
-    arena: Vec<u8>,
-    /// The TUN's MTU: larger decapsulated TCP packets are segmented into `scratch`.
+    /// One buffer per packet of a batch.
+    slots: Vec<Box<[u8]>>,
+    /// A TCP super-packet from the TUN while it is cut into `slots` (swapped in from the
+    /// slot it was read into).
+    stage: Box<[u8]>,
+    cutting: Option<Cutting>,
+    /// The TUN's MTU: larger decapsulated TCP packets are segmented (or written as GSO).
     tun_mtu: usize,
     scratch: Vec<u8>,
     /// Send runs of VXLAN datagrams to one peer as one UDP GSO super-packet; cleared
@@ -70,12 +140,15 @@ pub struct Worker {
     lens: [usize; BATCH],
     counters: Counters,
     shared: Arc<SharedCounters>,
+    /// A failed TUN write was reported on stderr (once per worker).
+    write_error_logged: bool,
 }
 
 impl Worker {
-    /// A worker over the TUN device `tun` (kept open by the caller until `run` returns),
+    /// A worker over the TUN queue `tun` (kept open by the caller until `run` returns),
     /// the VXLAN socket (vxlan/auto) and the uplink's packet socket (host-gw/auto).
     /// `max_packet` bounds the IP packets and VXLAN datagrams it must carry.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         tun: RawFd,
         udp: Option<UdpSocket>,
@@ -84,25 +157,46 @@ impl Worker {
         shared: Arc<SharedCounters>,
         max_packet: usize,
         tun_mtu: usize,
+        offload: Offload,
     ) -> Worker {
         let node = *pipeline.node();
+        // With offloads, a TUN read is a super-packet of up to 64 KB.
+        let max_packet = if offload.vnet_hdr {
+            max_packet.max(usize::from(u16::MAX))
+        } else {
+            max_packet
+        };
         // A datagram is placed at UDP_PAYLOAD_OFFSET, an IP packet at IP_OFFSET (larger).
-        let buf_size = (IP_OFFSET + max_packet + 63) & !63;
+        let slot_size = (IP_OFFSET + max_packet + 63) & !63;
+        let slot = || vec![0u8; slot_size].into_boxed_slice();
+        let rx = (offload.udp_gro && udp.is_some()).then(|| RxTrains {
+            bufs: (0..RX_MSGS)
+                .map(|_| vec![0u8; usize::from(u16::MAX)].into_boxed_slice())
+                .collect(),
+            msgs: [RxMsg::default(); RX_MSGS],
+            held: 0,
+            msg: 0,
+            off: 0,
+        });
         Worker {
             tun,
+            offload,
             udp,
+            rx,
             packet,
             pipeline,
             node_ip: node.node_ip,
             vxlan_port: node.vxlan_port,
-            buf_size,
-            arena: vec![0; buf_size * BATCH],
+            slots: (0..BATCH).map(|_| slot()).collect(),
+            stage: slot(),
+            cutting: None,
             tun_mtu,
             scratch: vec![0; tun_mtu],
-            gso: true,
+            gso: offload.udp_gso,
             lens: [0; BATCH],
             counters: Counters::default(),
             shared,
+            write_error_logged: false,
         }
     }
 
@@ -156,13 +250,42 @@ impl Worker {
     }
 
     /// Reads up to a batch from the TUN and forwards it; true if more may be queued.
+    /// With offloads a TCP super-packet is cut into MSS-sized segments, each a packet of
+    /// the batch (a super-packet may span batches).
     fn tun_batch(&mut self) -> io::Result<bool> {
-        let bs = self.buf_size;
         let mut n = 0;
         let mut more = true;
-        while n < BATCH {
-            let buf = &mut self.arena[n * bs..(n + 1) * bs];
-            let room = &mut buf[IP_OFFSET..];
+        let vnet = if self.offload.vnet_hdr {
+            VNET_HDR_LEN
+        } else {
+            0
+        };
+        loop {
+            if let Some(mut c) = self.cutting.take() {
+                let ip = &self.stage[IP_OFFSET..IP_OFFSET + c.len];
+                if let Some(seg) = TcpSegmenter::new(ip, c.mss) {
+                    while n < BATCH && c.next < c.count {
+                        let slot = &mut self.slots[n];
+                        match seg.write(c.next, &mut slot[IP_OFFSET..]) {
+                            Some(len) => {
+                                frame::prepend_ethernet(slot);
+                                self.lens[n] = IP_OFFSET - ETH_OFFSET + len;
+                                n += 1;
+                            }
+                            None => self.counters.drop(DropReason::Mtu),
+                        }
+                        c.next += 1;
+                    }
+                    if c.next < c.count {
+                        self.cutting = Some(c);
+                    }
+                }
+            }
+            if n == BATCH {
+                break;
+            }
+            let slot = &mut self.slots[n];
+            let room = &mut slot[IP_OFFSET - vnet..];
             // SAFETY: `room` is a writable slice of the length given.
             let r = unsafe { libc::read(self.tun, room.as_mut_ptr().cast(), room.len()) };
             if r <= 0 {
@@ -176,38 +299,74 @@ impl Worker {
                 }
                 return Err(e);
             }
-            let len = r as usize;
-            frame::prepend_ethernet(buf);
+            let Some(len) = (r as usize).checked_sub(vnet) else {
+                self.counters.drop(DropReason::Malformed);
+                continue;
+            };
+            let hdr = if vnet > 0 {
+                VnetHdr::parse(&slot[IP_OFFSET - VNET_HDR_LEN..IP_OFFSET])
+            } else {
+                None
+            };
+            let ip = &mut slot[IP_OFFSET..IP_OFFSET + len];
             // The kernel counted this node's hop when it routed the packet into the TUN.
-            frame::undo_ttl_decrement(&mut buf[IP_OFFSET..IP_OFFSET + len]);
+            frame::undo_ttl_decrement(ip);
+            if let Some(h) = hdr {
+                if let Some(mss) = h.tcp4_mss() {
+                    match TcpSegmenter::new(ip, mss) {
+                        Some(seg) => {
+                            self.counters.tso_in += 1;
+                            self.cutting = Some(Cutting {
+                                len,
+                                mss,
+                                next: 0,
+                                count: seg.count(),
+                            });
+                            std::mem::swap(&mut self.slots[n], &mut self.stage);
+                        }
+                        None => self.counters.drop(DropReason::Malformed),
+                    }
+                    continue;
+                }
+                if h.flags & F_NEEDS_CSUM != 0 {
+                    offload::complete_partial(
+                        ip,
+                        usize::from(h.csum_start),
+                        usize::from(h.csum_offset),
+                    );
+                }
+            }
+            frame::prepend_ethernet(slot);
             self.lens[n] = IP_OFFSET - ETH_OFFSET + len;
             n += 1;
         }
         if n > 0 {
             self.forward(n, ETH_OFFSET, TUN);
         }
-        Ok(more)
+        Ok(more || self.cutting.is_some())
     }
 
     /// Receives up to a batch of VXLAN datagrams and forwards them; true if more may be
     /// queued.
     fn udp_batch(&mut self) -> io::Result<bool> {
+        if self.rx.is_some() {
+            return self.udp_trains_batch();
+        }
         let Some(udp) = &self.udp else {
             return Ok(false);
         };
         let fd = udp.as_raw_fd();
-        let bs = self.buf_size;
         // SAFETY: these C structs are plain old data; zero is a valid value.
         let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, ((m, iov), name)) in msgs
+        for (((m, iov), name), slot) in msgs
             .iter_mut()
             .zip(iovs.iter_mut())
             .zip(names.iter_mut())
-            .enumerate()
+            .zip(self.slots.iter_mut())
         {
-            let room = &mut self.arena[i * bs + UDP_PAYLOAD_OFFSET..(i + 1) * bs];
+            let room = &mut slot[UDP_PAYLOAD_OFFSET..];
             iov.iov_base = room.as_mut_ptr().cast();
             iov.iov_len = room.len();
             m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
@@ -216,7 +375,7 @@ impl Worker {
             m.msg_hdr.msg_iovlen = 1;
         }
         // SAFETY: every header points at a live name and iovec, and every iovec at a
-        // distinct region of `arena`, all of which outlive the call.
+        // distinct slot, all of which outlive the call.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
@@ -241,10 +400,9 @@ impl Worker {
             let payload = m.msg_len as usize;
             let src = Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr));
             let sport = u16::from_be(name.sin_port);
-            let buf = &mut self.arena[i * bs..(i + 1) * bs];
             let ok = m.msg_hdr.msg_flags & libc::MSG_TRUNC == 0
                 && frame::write_received_outer(
-                    buf,
+                    &mut self.slots[i],
                     src,
                     sport,
                     self.node_ip,
@@ -260,14 +418,71 @@ impl Worker {
         Ok(got == BATCH)
     }
 
-    /// Runs the pipeline over the first `n` buffers (frames at `offset`, lengths in
+    /// With UDP GRO: splits received trains into datagrams (each copied into a slot
+    /// behind synthetic outer headers), receiving more as they run out, and forwards a
+    /// batch; true if more may be queued.
+    fn udp_trains_batch(&mut self) -> io::Result<bool> {
+        let mut n = 0;
+        let mut more = true;
+        loop {
+            let Some(rx) = self.rx.as_mut() else {
+                return Ok(false);
+            };
+            while n < BATCH && rx.msg < rx.held {
+                let m = rx.msgs[rx.msg];
+                let seg = if m.seg > 0 { m.seg } else { m.len };
+                let d = seg.min(m.len - rx.off);
+                let slot = &mut self.slots[n];
+                let ok = !m.truncated
+                    && UDP_PAYLOAD_OFFSET + d <= slot.len()
+                    && frame::write_received_outer(
+                        slot,
+                        m.src,
+                        m.sport,
+                        self.node_ip,
+                        self.vxlan_port,
+                        d,
+                    );
+                if ok {
+                    slot[UDP_PAYLOAD_OFFSET..UDP_PAYLOAD_OFFSET + d]
+                        .copy_from_slice(&rx.bufs[rx.msg][rx.off..rx.off + d]);
+                }
+                // Truncated: an empty frame, which the pipeline counts as malformed.
+                self.lens[n] = if ok { UDP_PAYLOAD_OFFSET + d } else { 0 };
+                n += 1;
+                rx.off += d;
+                if rx.off >= m.len || !ok {
+                    rx.msg += 1;
+                    rx.off = 0;
+                }
+            }
+            if n == BATCH {
+                break;
+            }
+            let Some(udp) = &self.udp else {
+                return Ok(false);
+            };
+            match recv_trains(udp.as_raw_fd(), rx)? {
+                0 => {
+                    more = false;
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        if n > 0 {
+            self.forward(n, 0, UPLINK);
+        }
+        Ok(more)
+    }
+
+    /// Runs the pipeline over the first `n` slots (frames at `offset`, lengths in
     /// `lens`) and sends what it decided.
     fn forward(&mut self, n: usize, offset: usize, ingress: PortId) {
-        let bs = self.buf_size;
         let lens = self.lens;
-        let mut chunks = self.arena.chunks_exact_mut(bs);
+        let mut slots = self.slots.iter_mut();
         let mut pkts: [Packet<'_>; BATCH] = std::array::from_fn(|i| Packet {
-            buf: chunks.next().unwrap_or_default(),
+            buf: slots.next().map_or(&mut [][..], |s| &mut s[..]),
             offset,
             len: if i < n { lens[i] } else { 0 },
             ingress,
@@ -283,12 +498,9 @@ impl Worker {
         let mut udp_n = 0;
         let mut eth_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut eth_n = 0;
-        for (p, v) in pkts[..n].iter_mut().zip(&verdicts[..n]) {
-            if *v == Verdict::ToKernel && ingress == UPLINK && p.offset == ETH_OFFSET {
-                // A kernel VTEP's peer may leave inner TCP/UDP checksums partial (veth
-                // offload); the UDP socket hands us the bytes without that state.
-                crate::partial_csum::complete(&mut p.buf[p.offset..p.offset + p.len]);
-            }
+        let mut to_tun = [0usize; BATCH];
+        let mut tun_n = 0;
+        for (i, (p, v)) in pkts[..n].iter().zip(&verdicts[..n]).enumerate() {
             let f = p.frame();
             match *v {
                 // Encapsulated (the frame moved back over the outer headers): the UDP
@@ -319,31 +531,8 @@ impl Worker {
                 }
                 // Decapsulated for a local pod (or this node): the kernel delivers it.
                 Verdict::ToKernel if ingress == UPLINK && p.offset == ETH_OFFSET => {
-                    let ip = &f[IP_OFFSET - ETH_OFFSET..];
-                    if ip.len() > self.tun_mtu {
-                        let tun = self.tun;
-                        let ctrs = &mut self.counters;
-                        let r = frame::segment_tcp(ip, self.tun_mtu, &mut self.scratch, |seg| {
-                            // SAFETY: `seg` is a readable slice of the length given.
-                            let r = unsafe { libc::write(tun, seg.as_ptr().cast(), seg.len()) };
-                            if r < 0 {
-                                ctrs.ring_full += 1;
-                            } else {
-                                ctrs.tx += 1;
-                            }
-                        });
-                        if r.is_none() {
-                            self.counters.drop(crate::counters::DropReason::Mtu);
-                        }
-                        continue;
-                    }
-                    // SAFETY: `ip` is a readable slice of the length given.
-                    let r = unsafe { libc::write(self.tun, ip.as_ptr().cast(), ip.len()) };
-                    if r < 0 {
-                        self.counters.ring_full += 1;
-                    } else {
-                        self.counters.tx += 1;
-                    }
+                    to_tun[tun_n] = i;
+                    tun_n += 1;
                 }
                 // Dropped (counted by the pipeline), to the kernel from the TUN (counted
                 // as to_kernel: the kernel routed it here, so it has nowhere else to go),
@@ -421,6 +610,235 @@ impl Worker {
                 );
             }
         }
+        if tun_n > 0 {
+            let mut out = TunWriter {
+                fd: self.tun,
+                mtu: self.tun_mtu,
+                counters: &mut self.counters,
+                logged: &mut self.write_error_logged,
+            };
+            if self.offload.vnet_hdr {
+                out.write_merged(&mut pkts, &to_tun[..tun_n]);
+            } else {
+                out.write_plain(&mut pkts, &to_tun[..tun_n], &mut self.scratch);
+            }
+        }
+    }
+}
+
+/// Receives up to [`RX_MSGS`] messages (UDP GRO trains) into `rx`, replacing what it
+/// held; returns how many (0: none queued).
+fn recv_trains(fd: RawFd, rx: &mut RxTrains) -> io::Result<usize> {
+    // SAFETY: these C structs are plain old data; zero is a valid value.
+    let mut names: [libc::sockaddr_in; RX_MSGS] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; RX_MSGS] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; RX_MSGS] = unsafe { std::mem::zeroed() };
+    let mut ctrl: [RxCmsg; RX_MSGS] = [[0; 4]; RX_MSGS];
+    for ((((m, iov), name), buf), c) in msgs
+        .iter_mut()
+        .zip(iovs.iter_mut())
+        .zip(names.iter_mut())
+        .zip(rx.bufs.iter_mut())
+        .zip(ctrl.iter_mut())
+    {
+        iov.iov_base = buf.as_mut_ptr().cast();
+        iov.iov_len = buf.len();
+        m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = std::mem::size_of::<RxCmsg>();
+    }
+    rx.held = 0;
+    rx.msg = 0;
+    rx.off = 0;
+    let r = loop {
+        // SAFETY: every header points at a live name, iovec and control buffer, every
+        // iovec at a distinct receive buffer, all of which outlive the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RX_MSGS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r >= 0 {
+            break r;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
+    };
+    let got = r as usize;
+    for i in 0..got {
+        let m = &msgs[i];
+        let name = &names[i];
+        rx.msgs[i] = RxMsg {
+            len: m.msg_len as usize,
+            seg: gro_segment_size(&m.msg_hdr),
+            src: Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
+            sport: u16::from_be(name.sin_port),
+            truncated: m.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
+        };
+    }
+    rx.held = got;
+    Ok(got)
+}
+
+/// The `UDP_GRO` segment size of a received message (0: a single datagram).
+fn gro_segment_size(h: &libc::msghdr) -> usize {
+    // SAFETY: `h` was filled by recvmmsg; CMSG_FIRSTHDR/NXTHDR stay within
+    // msg_control/msg_controllen and CMSG_DATA points into the same buffer.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
+/// Writes decapsulated packets to the TUN.
+struct TunWriter<'a> {
+    fd: RawFd,
+    mtu: usize,
+    counters: &'a mut Counters,
+    logged: &'a mut bool,
+}
+
+impl TunWriter<'_> {
+    /// Without a `virtio_net_hdr`: one write per packet, partial checksums completed,
+    /// packets over the MTU (a kernel VTEP's GSO super-packets) cut in software.
+    fn write_plain(&mut self, pkts: &mut [Packet<'_>], idx: &[usize], scratch: &mut [u8]) {
+        for &i in idx {
+            let p = &mut pkts[i];
+            let f = &mut p.buf[p.offset..p.offset + p.len];
+            // A kernel VTEP's peer may leave inner TCP/UDP checksums partial (veth
+            // offload); the UDP socket hands us the bytes without that state.
+            crate::partial_csum::complete(f);
+            let ip = &f[IP_OFFSET - ETH_OFFSET..];
+            if ip.len() > self.mtu {
+                let (fd, mtu) = (self.fd, self.mtu);
+                let mut sent = 0u64;
+                let mut failed = 0u64;
+                let r = frame::segment_tcp(ip, mtu, scratch, |seg| {
+                    // SAFETY: `seg` is a readable slice of the length given.
+                    if unsafe { libc::write(fd, seg.as_ptr().cast(), seg.len()) } < 0 {
+                        failed += 1;
+                    } else {
+                        sent += 1;
+                    }
+                });
+                self.counters.tx += sent;
+                self.counters.ring_full += failed;
+                if r.is_none() {
+                    self.counters.drop(DropReason::Mtu);
+                }
+                continue;
+            }
+            self.writev(&mut [iov(ip)], 1);
+        }
+    }
+
+    /// With a `virtio_net_hdr`: consecutive segments of one TCP flow are merged into one
+    /// GSO write (`offload::Coalescer`); a packet over the MTU is written as GSO for the
+    /// kernel to cut; anything else is written alone.
+    fn write_merged(&mut self, pkts: &mut [Packet<'_>], idx: &[usize]) {
+        let ip_of = |p: &Packet<'_>| IP_OFFSET - ETH_OFFSET + p.offset..p.offset + p.len;
+        let mut co = Coalescer::default();
+        let mut open: Option<usize> = None; // position in `idx` of the group's first
+        for k in 0..idx.len() {
+            let i = idx[k];
+            if let Some(g) = open {
+                let (a, b) = (&pkts[idx[g]], &pkts[i]);
+                if co.push(&a.buf[ip_of(a)], &b.buf[ip_of(b)]) {
+                    continue;
+                }
+                self.flush(&mut co, pkts, &idx[g..k]);
+                open = None;
+            }
+            let p = &mut pkts[i];
+            let r = ip_of(p);
+            if r.len() > self.mtu {
+                let ip = &mut p.buf[r];
+                match offload::gso_header_for(ip, self.mtu) {
+                    Some(h) => {
+                        let h = h.to_bytes();
+                        self.writev(&mut [iov(&h), iov(ip)], 1);
+                    }
+                    None => self.counters.drop(DropReason::Mtu),
+                }
+                continue;
+            }
+            co.start(&p.buf[r]);
+            open = Some(k);
+        }
+        if let Some(g) = open {
+            self.flush(&mut co, pkts, &idx[g..]);
+        }
+    }
+
+    /// Writes the group `group` (packet indices; the first is the coalescer's open group).
+    fn flush(&mut self, co: &mut Coalescer, pkts: &mut [Packet<'_>], group: &[usize]) {
+        let first = &mut pkts[group[0]];
+        let r = IP_OFFSET - ETH_OFFSET + first.offset..first.offset + first.len;
+        match co.finish(&mut first.buf[r.clone()]) {
+            Some((h, head)) => {
+                let h = h.to_bytes();
+                let mut iovs = [iov(&[]); BATCH + 2];
+                iovs[0] = iov(&h);
+                iovs[1] = iov(&pkts[group[0]].buf[r]);
+                for (v, &i) in iovs[2..].iter_mut().zip(&group[1..]) {
+                    let p = &pkts[i];
+                    *v = iov(&p.buf[IP_OFFSET - ETH_OFFSET + p.offset + head..p.offset + p.len]);
+                }
+                self.counters.gro_out += 1;
+                self.writev(&mut iovs[..group.len() + 1], group.len() as u64);
+            }
+            None => {
+                let f = &mut first.buf[first.offset..first.offset + first.len];
+                crate::partial_csum::complete(f);
+                let zero = [0u8; VNET_HDR_LEN];
+                self.writev(&mut [iov(&zero), iov(&f[IP_OFFSET - ETH_OFFSET..])], 1);
+            }
+        }
+    }
+
+    /// One write of `iovs` to the TUN, counted as `packets` sent (or lost).
+    fn writev(&mut self, iovs: &mut [libc::iovec], packets: u64) {
+        // SAFETY: every iovec points at a live, readable buffer of its length.
+        let r = unsafe { libc::writev(self.fd, iovs.as_ptr(), iovs.len() as libc::c_int) };
+        if r < 0 {
+            self.counters.ring_full += packets;
+            if !*self.logged {
+                *self.logged = true;
+                eprintln!(
+                    "podfwd: warning: writing to the TUN device: {} (counted as ring_full; \
+                     reported once)",
+                    io::Error::last_os_error()
+                );
+            }
+        } else {
+            self.counters.tx += packets;
+        }
+    }
+}
+
+/// An iovec over `b` (for writing).
+fn iov(b: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
     }
 }
 

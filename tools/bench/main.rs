@@ -740,6 +740,8 @@ impl Bench {
             nodes: sc.nodes,
             queues: 1,
             cores: [fwd_cores, gen_cores],
+            // tun.offload as configured by default (on).
+            ..ClusterSpec::default()
         };
         // Dropped on every way out (error, Ctrl-C): processes killed, namespaces removed.
         let mut c = Cluster::build_with_backend("bench", spec, sc.backend)?;
