@@ -617,3 +617,143 @@ pub fn write(dir: &Path, records: &[Record]) -> std::io::Result<Vec<PathBuf>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SCENARIOS, WORKLOADS};
+
+    fn cpu(busy: f64) -> CpuUse {
+        CpuUse {
+            secs: 1.0,
+            fwd_cpu_busy: busy,
+            gen_cpu_busy: 1.0,
+            fwd_task_cpu: busy,
+            napi_kthreads: 6,
+        }
+    }
+
+    fn udp(pps: f64) -> Measured {
+        Measured::Udp(UdpRun {
+            offered_pps: 2.0 * pps,
+            sink_pps: pps,
+            loss: 0.5,
+            sent: (2.0 * pps) as u64,
+            received: pps as u64,
+            fwd_out_tx_dropped: 0,
+            sink_rx_dropped: 0,
+            gen_retries: 0,
+        })
+    }
+
+    fn latency(p99: f64) -> Measured {
+        Measured::Latency(LatencyRun {
+            rate: 10_000,
+            sent: 1000,
+            received: 1000,
+            lost: 0,
+            p50_us: p99 / 2.0,
+            p90_us: p99 * 0.8,
+            p99_us: p99,
+            p999_us: p99 * 2.0,
+            max_us: p99 * 3.0,
+        })
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            runs: 2,
+            secs: 1.0,
+            flows: 1024,
+            latency_rate: 10_000,
+            fwd_cpu: 1,
+            gen_cpu: 0,
+            quick: false,
+            command: "test".into(),
+            load_before: String::new(),
+            load_after: String::new(),
+            wall_secs: 1.0,
+        }
+    }
+
+    /// kernel-host-gw and afxdp-host-gw, udp-64B and latency, two rounds.
+    fn sample_records() -> Vec<Record> {
+        let (k, x) = (SCENARIOS[0], SCENARIOS[1]);
+        let (u, l) = (WORKLOADS[0], WORKLOADS[4]);
+        let s = |run, m| RunSample::new(run, cpu(0.5), m, None);
+        let samples = vec![
+            (k, u, s(0, udp(400_000.0))),
+            (x, u, s(0, udp(600_000.0))),
+            (k, l, s(0, latency(60.0))),
+            (x, l, s(0, latency(75.0))),
+            // Round 1: a slower machine; the ratio is per round.
+            (k, u, s(1, udp(200_000.0))),
+            (x, u, s(1, udp(400_000.0))),
+            (k, l, s(1, latency(60.0))),
+            (x, l, s(1, latency(65.0))),
+        ];
+        records(&[k, x], &[u, l], &samples, &settings())
+    }
+
+    #[test]
+    fn podfwd_is_compared_with_its_kernel_baseline_round_by_round() {
+        let r = sample_records();
+        assert_eq!(r.len(), 4);
+        let afxdp_udp = &r[1];
+        assert_eq!(
+            (afxdp_udp.scenario.as_str(), afxdp_udp.kind),
+            ("afxdp-host-gw", "udp")
+        );
+        // 600k/400k = 1.5 and 400k/200k = 2.0; pps per busy core = pps / 0.5.
+        let ratio = &afxdp_udp.vs_baseline["ratio_pps_per_core"];
+        assert_eq!((ratio.min, ratio.median, ratio.max), (1.5, 1.75, 2.0));
+        assert_eq!(afxdp_udp.stats["pps_per_core"].median, 1_000_000.0);
+        let added = &r[3].vs_baseline["added_p99_us"];
+        assert_eq!((added.min, added.median, added.max), (5.0, 10.0, 15.0));
+        assert!(r[0].vs_baseline.is_empty() && r[0].baseline.is_none());
+        let goals = goals(&r);
+        assert_eq!(goals[0].met, Some(true), "1.75x >= 1.5x");
+        assert_eq!(goals[1].met, None, "no VXLAN in this run");
+        assert_eq!(goals[4].met, Some(true), "+10 us <= +10 us");
+        let md = markdown(&r);
+        assert!(
+            md.contains("| afxdp-host-gw | udp-64B | 0.500 (0.400–0.600) |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1.75x (1.50–2.00) | met |"), "{md}");
+        assert!(md.contains("not measured"), "{md}");
+    }
+
+    #[test]
+    fn charts_are_png_files_with_content_and_absent_when_nothing_to_draw() {
+        crate::charts::load_font(None).expect("a font (tools/setup.sh installs fonts-dejavu-core)");
+        let dir = std::env::temp_dir().join(format!("podfwd-bench-charts-{}", std::process::id()));
+        let paths = write(&dir, &sample_records()).expect("write results");
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("latest"))
+            .collect();
+        // No TCP workload ran: no TCP chart.
+        assert_eq!(
+            names,
+            [
+                "latest.json",
+                "latest.md",
+                "latest-udp.png",
+                "latest-latency.png"
+            ]
+        );
+        for chart in ["latest-udp.png", "latest-latency.png"] {
+            let b = std::fs::read(dir.join(chart)).unwrap();
+            assert!(b.starts_with(b"\x89PNG\r\n\x1a\n"), "{chart}");
+            assert!(b.len() > 10_000, "{chart}: {} bytes", b.len());
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("latest.json")).unwrap())
+                .unwrap();
+        assert_eq!(json[1]["vs_baseline"]["ratio_pps_per_core"]["median"], 1.75);
+        assert_eq!(json[1]["runs"][0]["kind"], "udp");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
