@@ -1,5 +1,5 @@
-//! The bench harness (`tools/bench.sh`, `podfwd-bench run`) in its quick form with a
-//! one-second window: every scenario (kernel, AF_XDP and TUN; host-gw, VXLAN encap and
+//! The bench harness (`tools/bench.sh --quick`, `podfwd-bench run --quick`: one run, a
+//! one-second window): every scenario (kernel, AF_XDP and TUN; host-gw, VXLAN encap and
 //! decap) and every workload (UDP 64 and 1400 bytes, iperf3 with 1 and 4 streams, the
 //! UDP ping-pong) must have moved traffic, podfwd's counters must show that podfwd carried
 //! it, and the JSON, Markdown and PNG files must be well-formed. No speed is asserted (CI
@@ -36,8 +36,6 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
         .args([
             "run",
             "--quick",
-            "--secs",
-            "1",
             "--podfwd",
             env!("CARGO_BIN_EXE_podfwd"),
             "--out",

@@ -80,7 +80,7 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// 1 run x 2 s per scenario and workload (default: 5 runs x 5 s).
+    /// 1 run x 1 s per scenario and workload, a smoke test (default: 5 runs x 5 s).
     #[arg(long)]
     quick: bool,
     /// Runs per scenario (interleaved A B A B ...).
@@ -490,7 +490,7 @@ fn pick<T: Copy>(
 }
 
 fn run_main(a: &RunArgs) -> Result<()> {
-    let (runs, secs) = if a.quick { (1, 2.0) } else { (5, 5.0) };
+    let (runs, secs) = if a.quick { (1, 1.0) } else { (5, 5.0) };
     let runs = a.runs.unwrap_or(runs);
     let secs = a.secs.unwrap_or(secs);
     if runs == 0 || !(secs > 0.0 && secs <= 3600.0) {
