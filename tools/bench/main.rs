@@ -538,17 +538,49 @@ fn run_main(a: &RunArgs) -> Result<()> {
     };
     let started = Instant::now();
     let mut samples: Vec<(Scenario, Workload, RunSample)> = Vec::new();
-    for r in 0..runs {
+    // A failed scenario or workload is reported and the bench goes on; the results of
+    // what did run are written either way, and the exit status says something failed.
+    let mut failures: Vec<String> = Vec::new();
+    let mut interrupted = false;
+    'rounds: for r in 0..runs {
         for sc in &scenarios {
             eprintln!("podfwd-bench: run {}/{runs} {}", r + 1, sc.name);
-            let b = Bench::prepare(&ctx, sc)?;
+            let b = match Bench::prepare(&ctx, sc) {
+                Ok(b) => b,
+                Err(BenchError::Interrupted) => {
+                    interrupted = true;
+                    break 'rounds;
+                }
+                Err(e) => {
+                    eprintln!("  FAILED to build the scenario: {e}");
+                    failures.push(format!("run {} {}: {e}", r + 1, sc.name));
+                    continue;
+                }
+            };
             for wl in workloads.iter().filter(|w| w.applies_to(sc)) {
-                ctx.check()?;
-                let s = b.run(&ctx, sc, wl, r)?;
-                eprintln!("  {:<9} {}", wl.name, s.summary(a.fwd_cpu));
-                samples.push((*sc, *wl, s));
+                match ctx.check().and_then(|()| b.run(&ctx, sc, wl, r)) {
+                    Ok(s) => {
+                        eprintln!("  {:<9} {}", wl.name, s.summary(a.fwd_cpu));
+                        samples.push((*sc, *wl, s));
+                    }
+                    Err(BenchError::Interrupted) => {
+                        interrupted = true;
+                        break 'rounds;
+                    }
+                    Err(e) => {
+                        eprintln!("  {:<9} FAILED: {e}", wl.name);
+                        failures.push(format!("run {} {} {}: {e}", r + 1, sc.name, wl.name));
+                    }
+                }
             }
         }
+    }
+    if samples.is_empty() {
+        return Err(if interrupted {
+            BenchError::Interrupted
+        } else {
+            BenchError::Msg(format!("nothing was measured:\n{}", failures.join("\n")))
+        });
     }
     let settings = report::Settings {
         runs,
@@ -572,6 +604,18 @@ fn run_main(a: &RunArgs) -> Result<()> {
         eprintln!("podfwd-bench: wrote {}", p.display());
     }
     print!("{}", report::markdown(&records));
+    if interrupted {
+        return Err(BenchError::Msg(
+            "interrupted; the results above are partial".into(),
+        ));
+    }
+    if !failures.is_empty() {
+        return Err(BenchError::Msg(format!(
+            "{} scenario run(s) or workload(s) failed (their runs are missing above):\n{}",
+            failures.len(),
+            failures.join("\n")
+        )));
+    }
     Ok(())
 }
 
@@ -1014,7 +1058,8 @@ impl Bench {
                 }
                 Err(e) => {
                     break Err(BenchError::Msg(format!(
-                        "iperf3 -c {server_ip} -P {streams}: {e}\nserver log:\n{}",
+                        "iperf3 -c {server_ip} -P {streams}: {e}\n{}server log:\n{}",
+                        String::from_utf8_lossy(&out.stderr),
                         std::fs::read_to_string(&log).unwrap_or_default()
                     )))
                 }
