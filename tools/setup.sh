@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
-      iproute2 ethtool tcpdump iperf3 iputils-ping procps python3)
+      iproute2 ethtool tcpdump iperf3 iputils-ping procps python3
+      fonts-dejavu-core)  # fonts-dejavu-core: text of the bench charts (tools/bench/charts.rs)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

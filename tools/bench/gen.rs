@@ -5,6 +5,12 @@
 //! port) and sent in batches; veth refuses frames when its peer's ring is full
 //! (ENOBUFS/EAGAIN), so the generator retries instead of aborting (trafgen aborts).
 //! Prints one JSON line with its totals when done.
+//!
+//! With [`GenSpec::vxlan`] each frame is wrapped in the outer Ethernet/IPv4/UDP/VXLAN
+//! headers a flannel VTEP would put around it (VNI, port 8472, outer UDP checksum 0 as
+//! Linux sends it, outer source port varying with the flow): the decapsulation
+//! scenarios send these from the peer node's underlay, so no VTEP on the generator's
+//! CPU limits the rate.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -22,6 +28,42 @@ pub struct GenSpec {
     pub flows: u16,
     pub secs: f64,
     pub cpu: usize,
+    /// Wrap every frame in VXLAN (the frame above becomes the inner frame).
+    pub vxlan: Option<VxlanOuter>,
+}
+
+/// The outer headers of a VXLAN-encapsulated frame.
+#[derive(Debug, Clone, Copy)]
+pub struct VxlanOuter {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    pub port: u16,
+    pub vni: u32,
+}
+
+/// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
+pub const VXLAN_OVERHEAD: usize = 50;
+
+impl VxlanOuter {
+    /// Parses `SRC_MAC,DST_MAC,SRC_IP,DST_IP` (port 8472, VNI 1, as flannel).
+    pub fn parse(s: &str) -> Result<VxlanOuter, String> {
+        let p: Vec<&str> = s.split(',').collect();
+        let [sm, dm, si, di] = p.as_slice() else {
+            return Err(format!(
+                "bad --vxlan-outer {s:?}: expected SRC_MAC,DST_MAC,SRC_IP,DST_IP"
+            ));
+        };
+        Ok(VxlanOuter {
+            src_mac: parse_mac(sm)?,
+            dst_mac: parse_mac(dm)?,
+            src_ip: parse_ip(si)?,
+            dst_ip: parse_ip(di)?,
+            port: 8472,
+            vni: 1,
+        })
+    }
 }
 
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -92,6 +134,38 @@ pub fn build_frame(spec: &GenSpec, src_port: u16, ip_id: u16) -> Vec<u8> {
         c => c,
     };
     f[40..42].copy_from_slice(&c.to_be_bytes());
+    match &spec.vxlan {
+        Some(o) => encapsulate(o, &f, src_port),
+        None => f,
+    }
+}
+
+/// `inner` behind outer headers from `o`; the outer UDP source port varies with `flow`
+/// as a VTEP's flow hash does.
+pub fn encapsulate(o: &VxlanOuter, inner: &[u8], flow: u16) -> Vec<u8> {
+    let mut f = vec![0u8; VXLAN_OVERHEAD + inner.len()];
+    f[0..6].copy_from_slice(&o.dst_mac);
+    f[6..12].copy_from_slice(&o.src_mac);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip_len = (f.len() - 14) as u16;
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[6] = 0x40; // DF, as Linux VTEPs send by default
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&o.src_ip);
+    ip[16..20].copy_from_slice(&o.dst_ip);
+    let c = csum_fold(csum_add(0, ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let udp = &mut f[34..42];
+    udp[0..2].copy_from_slice(&(32768 | (flow & 0x7fff)).to_be_bytes());
+    udp[2..4].copy_from_slice(&o.port.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    // UDP checksum 0: allowed for VXLAN over IPv4 (RFC 7348), Linux's default.
+    f[42] = 0x08; // I flag: the VNI is valid
+    f[46..49].copy_from_slice(&o.vni.to_be_bytes()[1..4]);
+    f[VXLAN_OVERHEAD..].copy_from_slice(inner);
     f
 }
 
@@ -246,6 +320,7 @@ mod tests {
             flows: 4,
             secs: 0.0,
             cpu: 0,
+            vxlan: None,
         };
         let f = build_frame(&spec, 10_001, 7);
         assert_eq!(f.len(), 60);
@@ -254,5 +329,43 @@ mod tests {
         sum += 17 + 26;
         sum = csum_add(sum, &f[34..]);
         assert_eq!(csum_fold(sum), 0);
+    }
+
+    #[test]
+    fn vxlan_frame_parses_as_outer_headers_around_the_inner_frame() {
+        let mut spec = GenSpec {
+            ifname: "nodeB-ul".into(),
+            src_mac: [0x0e, 0, 0, 0, 0, 0x0b],
+            dst_mac: [0x0e, 0, 0, 0, 0, 0x0a],
+            src_ip: [10, 244, 1, 2],
+            dst_ip: [10, 244, 0, 2],
+            frame_len: 60,
+            flows: 4,
+            secs: 0.0,
+            cpu: 0,
+            vxlan: None,
+        };
+        let inner = build_frame(&spec, 10_003, 1);
+        spec.vxlan = Some(
+            VxlanOuter::parse("02:00:00:00:00:b1,02:00:00:00:00:a1,10.168.0.3,10.168.0.2").unwrap(),
+        );
+        let f = build_frame(&spec, 10_003, 1);
+        assert_eq!(f.len(), 110);
+        let p = etherparse::SlicedPacket::from_ethernet(&f).expect("outer parses");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("outer IPv4 expected");
+        };
+        assert_eq!(ip.header().source(), [10, 168, 0, 3]);
+        assert_eq!(ip.header().destination(), [10, 168, 0, 2]);
+        assert_eq!(csum_fold(csum_add(0, &f[14..34])), 0);
+        let Some(etherparse::TransportSlice::Udp(udp)) = &p.transport else {
+            panic!("outer UDP expected");
+        };
+        assert_eq!(udp.destination_port(), 8472);
+        assert_eq!(udp.length() as usize, 8 + 8 + 60);
+        assert_eq!(&f[42..50], &[0x08, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(&f[50..], &inner[..]);
+        assert!(VxlanOuter::parse("02:00:00:00:00:b1,10.168.0.3").is_err());
+        assert!(VxlanOuter::parse("zz,02:00:00:00:00:a1,10.168.0.3,10.168.0.2").is_err());
     }
 }

@@ -1,36 +1,56 @@
-//! podfwd-bench: forwarding over veth, podfwd (AF_XDP) against the kernel.
+//! podfwd-bench: the forwarding benchmark over veth, podfwd (AF_XDP, TUN) against the
+//! kernel as flannel configures it.
 //!
-//! `tools/bench.sh [--quick]` runs `podfwd-bench run`. For every scenario run it builds the
-//! lab cluster (`podfwd::lab::Cluster`, namespaces `pfx-bench-...`) and measures node A,
-//! the forwarding node:
+//! `tools/bench.sh [--quick]` runs `podfwd-bench run`. For every scenario and round it
+//! builds the lab cluster (`podfwd::lab::Cluster`, namespaces `pfx-bench-...`), runs every
+//! workload in it, and removes it. Node A is the node under test:
 //!
 //! ```text
-//!  generator (CPU 0)        forwarding node A (CPU 1)              sink (CPU 0)
-//!  podA eth0 ---> nodeA-pod [kernel or podfwd] nodeA-ul ---> nodeB-ul: XDP_DROP
+//!  podA eth0 -- nodeA-pod [node A: kernel | podfwd] nodeA-ul ==== nodeB-ul [node B: kernel] nodeB-pod -- eth0 podB
+//!  |------- CPU 0 -------|------------ CPU 1 -----------------|------------------ CPU 0 -------------------|
 //! ```
 //!
-//! - generator: `podfwd-bench gen` in podA, AF_PACKET + sendmmsg, UDP flows that differ
-//!   in source port, retrying on veth back-pressure; pinned to CPU 0.
-//! - node A: kernel routing (host-gw), kernel VXLAN (flannel.1), or podfwd with
-//!   `cores = [1]`. Its ingress veth `nodeA-pod` runs threaded NAPI (GRO on) with the
-//!   `napi/nodeA-pod-*` kthread pinned to CPU 1, so all of the forwarding work (the
-//!   kernel's, or the XDP redirect + podfwd's worker) is on CPU 1.
-//! - sink: node B's underlay veth with an XDP_DROP program, its threaded NAPI kthread
-//!   pinned to CPU 0; counted by the veth's rx counters. This measures node A's
-//!   forwarding (host-gw rewrite or VXLAN encapsulation) only; node B does not decap.
+//! - Scenarios: node A forwards with the kernel (flannel host-gw routes, or `flannel.1`),
+//!   podfwd on AF_XDP, or podfwd on TUN (`cores = [1]`); node B is always the kernel.
+//!   `*-host-gw` and `*-vxlan` measure the direction podA -> podB (node A routes and
+//!   rewrites, or encapsulates); `*-vxlan-decap` measure podB -> podA (node A receives
+//!   VXLAN and decapsulates it to its local pod).
+//! - CPUs: every veth end runs NAPI (GRO on) in threaded mode; node A's two kthreads
+//!   (`napi/nodeA-pod-*`, `napi/nodeA-ul-*`) are pinned to CPU 1 with podfwd's worker,
+//!   all others, the generator, the sinks, iperf3 and the ping-pong to CPU 0. So all of
+//!   node A's forwarding work, and nothing else of the bench, is on CPU 1.
+//! - `udp-64B`, `udp-1400B`: `podfwd-bench gen` (AF_PACKET + sendmmsg, 1024 flows,
+//!   retrying on veth back-pressure) at what one CPU can offer. Encap direction: from
+//!   podA's eth0 (TSO/GSO off) to an XDP_DROP sink on nodeB-ul. Decap direction: the
+//!   generator runs in node B and sends frames that are already VXLAN-encapsulated
+//!   exactly as node B's `flannel.1` would (outer node B -> node A, port 8472, VNI 1,
+//!   inner VTEP B -> VTEP A), from nodeB-ul, so no VTEP on CPU 0 limits the offered
+//!   rate; the sink is XDP_DROP on podA's eth0. Rates are the sink veth's rx counters.
+//! - `tcp-1`, `tcp-4`: iperf3 with 1 and 4 streams (TSO/GSO on in the pods, as real
+//!   pods have), client and server under `taskset -c 0`, throughput at the receiver;
+//!   podA -> podB, or podB -> podA for the decap scenarios.
+//! - `latency`: `podfwd-bench ping` in podA against `podfwd-bench echo` in podB, one
+//!   request in flight, at most `--latency-rate` per second: the round trip crosses
+//!   node A both ways (encapsulation out, decapsulation back), so it is run for the
+//!   encap-direction scenarios only.
+//! - CPU: CPU 1 busy from /proc/stat, and the CPU time of node A's forwarding tasks (its
+//!   NAPI kthreads and podfwd's threads) from /proc/<pid>/stat.
 //!
-//! Results: `results/bench-<unix time>.{json,md}` and `results/latest.{json,md}`.
+//! Results: `results/bench-<unix time>.{json,md}`, `...-{udp,tcp,latency}.png`, and
+//! the same as `results/latest.*`.
 
+mod charts;
 mod gen;
+mod pingpong;
 mod report;
 mod sink;
 
 use clap::{Parser, Subcommand};
-use podfwd::config::Mode;
+use podfwd::config::{Backend, Mode};
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use podfwd::netns::Netns;
-use report::RunSample;
-use std::collections::BTreeSet;
+use report::{CpuUse, Measured, RunSample};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,22 +70,26 @@ struct Cli {
 enum Cmd {
     /// Run the scenarios and write results.
     Run(RunArgs),
-    /// (internal) the traffic generator, run inside the generator pod.
+    /// (internal) the traffic generator, run inside the generator's namespace.
     Gen(GenArgs),
+    /// (internal) the latency workload's echo server.
+    Echo(EchoArgs),
+    /// (internal) the latency workload's client; prints one JSON line.
+    Ping(PingArgs),
 }
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// 1 run x 3 s per scenario (default: 5 runs x 10 s).
+    /// 1 run x 1 s per scenario and workload, a smoke test (default: 5 runs x 5 s).
     #[arg(long)]
     quick: bool,
     /// Runs per scenario (interleaved A B A B ...).
     #[arg(long)]
     runs: Option<usize>,
-    /// Measured seconds per run.
+    /// Measured seconds per run and workload.
     #[arg(long)]
     secs: Option<f64>,
-    /// Comma-separated scenarios (default: all four).
+    /// Comma-separated scenarios (default: all).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Output directory.
@@ -74,18 +98,24 @@ struct RunArgs {
     /// The podfwd binary (default: next to this one).
     #[arg(long)]
     podfwd: Option<PathBuf>,
-    /// Comma-separated workloads: udp-64B (default), udp-1400B.
-    #[arg(long, value_delimiter = ',', default_value = "udp-64B")]
+    /// Comma-separated workloads (default: all).
+    #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// UDP flows (source ports).
     #[arg(long, default_value_t = 1024)]
     flows: u16,
-    /// CPU of the forwarding node (podfwd's worker, node A's NAPI kthread).
+    /// Requests per second of the latency workload (one in flight).
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u32,
+    /// CPU of the forwarding node (podfwd's worker, node A's NAPI kthreads).
     #[arg(long, default_value_t = 1)]
     fwd_cpu: usize,
-    /// CPU of the generator and the sink.
+    /// CPU of everything else (generator, sinks, iperf3, node B).
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
+    /// TrueType font for the charts' text (default: DejaVu Sans from fonts-dejavu-core).
+    #[arg(long)]
+    font: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +138,48 @@ struct GenArgs {
     secs: f64,
     #[arg(long, default_value_t = 0)]
     cpu: usize,
+    /// Wrap the frames in VXLAN: SRC_MAC,DST_MAC,SRC_IP,DST_IP of the outer headers.
+    #[arg(long)]
+    vxlan_outer: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct EchoArgs {
+    #[arg(long)]
+    bind: std::net::SocketAddr,
+    #[arg(long, default_value_t = 0)]
+    cpu: usize,
+}
+
+#[derive(clap::Args)]
+struct PingArgs {
+    #[arg(long)]
+    to: std::net::SocketAddr,
+    #[arg(long, default_value_t = 10_000)]
+    rate: u32,
+    #[arg(long)]
+    secs: f64,
+    #[arg(long, default_value_t = 0)]
+    cpu: usize,
+    /// Replies to see before measuring.
+    #[arg(long, default_value_t = 200)]
+    warmup: u32,
+    /// A request without a reply after this many milliseconds is lost.
+    #[arg(long, default_value_t = 100)]
+    timeout_ms: u64,
+    /// UDP payload bytes.
+    #[arg(long, default_value_t = 32)]
+    payload: usize,
+}
+
+/// Which way traffic crosses node A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// podA -> podB: node A forwards (host-gw) or encapsulates (VXLAN).
+    FromPod,
+    /// podB -> podA: node A receives VXLAN and decapsulates to its pod.
+    ToPod,
 }
 
 /// A forwarding scenario: how node A (and node B) are built.
@@ -116,55 +188,160 @@ pub struct Scenario {
     pub name: &'static str,
     pub mode: Mode,
     pub nodes: [NodeKind; 2],
+    /// The backend when node A runs podfwd.
+    pub backend: Backend,
+    pub direction: Direction,
     /// The kernel scenario this one is compared with (for podfwd scenarios).
     pub baseline: Option<&'static str>,
 }
 
-pub const SCENARIOS: [Scenario; 4] = [
+const fn scenario(
+    name: &'static str,
+    mode: Mode,
+    a: NodeKind,
+    backend: Backend,
+    direction: Direction,
+    baseline: Option<&'static str>,
+) -> Scenario {
+    let b = match mode {
+        Mode::HostGw => NodeKind::KernelHostGw,
+        _ => NodeKind::KernelVxlan,
+    };
     Scenario {
-        name: "kernel-host-gw",
-        mode: Mode::HostGw,
-        nodes: [NodeKind::KernelHostGw, NodeKind::KernelHostGw],
-        baseline: None,
-    },
-    Scenario {
-        name: "afxdp-host-gw",
-        mode: Mode::HostGw,
-        nodes: [NodeKind::Podfwd, NodeKind::KernelHostGw],
-        baseline: Some("kernel-host-gw"),
-    },
-    Scenario {
-        name: "kernel-vxlan",
-        mode: Mode::Vxlan,
-        nodes: [NodeKind::KernelVxlan, NodeKind::KernelVxlan],
-        baseline: None,
-    },
-    Scenario {
-        name: "afxdp-vxlan",
-        mode: Mode::Vxlan,
-        nodes: [NodeKind::Podfwd, NodeKind::KernelVxlan],
-        baseline: Some("kernel-vxlan"),
-    },
+        name,
+        mode,
+        nodes: [a, b],
+        backend,
+        direction,
+        baseline,
+    }
+}
+
+use Direction::{FromPod, ToPod};
+use NodeKind::{KernelHostGw, KernelVxlan, Podfwd};
+
+pub const SCENARIOS: [Scenario; 9] = [
+    scenario(
+        "kernel-host-gw",
+        Mode::HostGw,
+        KernelHostGw,
+        Backend::AfXdp,
+        FromPod,
+        None,
+    ),
+    scenario(
+        "afxdp-host-gw",
+        Mode::HostGw,
+        Podfwd,
+        Backend::AfXdp,
+        FromPod,
+        Some("kernel-host-gw"),
+    ),
+    scenario(
+        "tun-host-gw",
+        Mode::HostGw,
+        Podfwd,
+        Backend::Tun,
+        FromPod,
+        Some("kernel-host-gw"),
+    ),
+    scenario(
+        "kernel-vxlan",
+        Mode::Vxlan,
+        KernelVxlan,
+        Backend::AfXdp,
+        FromPod,
+        None,
+    ),
+    scenario(
+        "afxdp-vxlan",
+        Mode::Vxlan,
+        Podfwd,
+        Backend::AfXdp,
+        FromPod,
+        Some("kernel-vxlan"),
+    ),
+    scenario(
+        "tun-vxlan",
+        Mode::Vxlan,
+        Podfwd,
+        Backend::Tun,
+        FromPod,
+        Some("kernel-vxlan"),
+    ),
+    scenario(
+        "kernel-vxlan-decap",
+        Mode::Vxlan,
+        KernelVxlan,
+        Backend::AfXdp,
+        ToPod,
+        None,
+    ),
+    scenario(
+        "afxdp-vxlan-decap",
+        Mode::Vxlan,
+        Podfwd,
+        Backend::AfXdp,
+        ToPod,
+        Some("kernel-vxlan-decap"),
+    ),
+    scenario(
+        "tun-vxlan-decap",
+        Mode::Vxlan,
+        Podfwd,
+        Backend::Tun,
+        ToPod,
+        Some("kernel-vxlan-decap"),
+    ),
 ];
 
-/// The workload (only the core one so far).
+/// What a workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// UDP at the generator's maximum; `frame_len` = Ethernet frame without FCS (the
+    /// inner frame for decap scenarios).
+    Udp { frame_len: usize },
+    /// iperf3 with this many parallel streams.
+    Tcp { streams: u32 },
+    /// UDP ping-pong, one request in flight.
+    Latency,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
     pub name: &'static str,
-    /// Ethernet frame without FCS.
-    pub frame_len: usize,
+    pub kind: WorkloadKind,
 }
 
-pub const WORKLOADS: [Workload; 2] = [
+impl Workload {
+    /// Whether it is run for `sc` (the latency round trip covers both directions).
+    pub fn applies_to(&self, sc: &Scenario) -> bool {
+        !(self.kind == WorkloadKind::Latency && sc.direction == ToPod)
+    }
+}
+
+pub const WORKLOADS: [Workload; 5] = [
     // 64 bytes on a wire with the FCS: 18 bytes of UDP payload.
     Workload {
         name: "udp-64B",
-        frame_len: 60,
+        kind: WorkloadKind::Udp { frame_len: 60 },
     },
     // 1400 bytes of UDP payload (IP 1428 bytes: fits the overlay's 1450 pod MTU).
     Workload {
         name: "udp-1400B",
-        frame_len: 1442,
+        kind: WorkloadKind::Udp { frame_len: 1442 },
+    },
+    Workload {
+        name: "tcp-1",
+        kind: WorkloadKind::Tcp { streams: 1 },
+    },
+    Workload {
+        name: "tcp-4",
+        kind: WorkloadKind::Tcp { streams: 4 },
+    },
+    Workload {
+        name: "latency",
+        kind: WorkloadKind::Latency,
     },
 ];
 
@@ -186,23 +363,19 @@ type Result<T> = std::result::Result<T, BenchError>;
 
 fn main() {
     let cli = Cli::parse();
-    let code = match cli.cmd {
-        Cmd::Gen(a) => match gen_main(&a) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("podfwd-bench gen: {e}");
-                1
-            }
-        },
-        Cmd::Run(a) => match run_main(&a) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("podfwd-bench: {e}");
-                1
-            }
-        },
+    let (what, res) = match cli.cmd {
+        Cmd::Gen(a) => ("gen", gen_main(&a)),
+        Cmd::Echo(a) => (
+            "echo",
+            pingpong::echo(a.bind, a.cpu).map_err(|e| format!("{}: {e}", a.bind)),
+        ),
+        Cmd::Ping(a) => ("ping", ping_main(&a)),
+        Cmd::Run(a) => ("run", run_main(&a).map_err(|e| e.to_string())),
     };
-    std::process::exit(code);
+    if let Err(e) = res {
+        eprintln!("podfwd-bench {what}: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn gen_main(a: &GenArgs) -> std::result::Result<(), String> {
@@ -216,8 +389,42 @@ fn gen_main(a: &GenArgs) -> std::result::Result<(), String> {
         flows: a.flows,
         secs: a.secs,
         cpu: a.cpu,
+        vxlan: a
+            .vxlan_outer
+            .as_deref()
+            .map(gen::VxlanOuter::parse)
+            .transpose()?,
     };
-    let rep = gen::run(&spec).map_err(|e| e.to_string())?;
+    if spec.frame_len + spec.vxlan.map_or(0, |_| gen::VXLAN_OVERHEAD) > 1514 {
+        return Err(format!(
+            "--frame-len {} does not fit a 1500-byte MTU{}",
+            spec.frame_len,
+            if spec.vxlan.is_some() {
+                " once encapsulated"
+            } else {
+                ""
+            }
+        ));
+    }
+    let rep = gen::run(&spec).map_err(|e| format!("{}: {e}", spec.ifname))?;
+    println!(
+        "{}",
+        serde_json::to_string(&rep).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+fn ping_main(a: &PingArgs) -> std::result::Result<(), String> {
+    let rep = pingpong::ping(&pingpong::PingSpec {
+        to: a.to,
+        rate: a.rate,
+        secs: a.secs,
+        cpu: a.cpu,
+        warmup: a.warmup,
+        timeout: Duration::from_millis(a.timeout_ms),
+        payload: a.payload,
+    })
+    .map_err(|e| format!("{}: {e}", a.to))?;
     println!(
         "{}",
         serde_json::to_string(&rep).map_err(|e| e.to_string())?
@@ -255,12 +462,51 @@ impl Ctx {
     }
 }
 
+/// Looks names up in a table; unknown names are an error that lists the known ones.
+fn pick<T: Copy>(
+    names: &[String],
+    table: &[T],
+    name_of: fn(&T) -> &'static str,
+    what: &str,
+) -> Result<Vec<T>> {
+    if names.is_empty() {
+        return Ok(table.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            table
+                .iter()
+                .find(|t| name_of(t) == n)
+                .copied()
+                .ok_or_else(|| {
+                    BenchError::Msg(format!(
+                        "unknown {what} {n:?}; known: {}",
+                        table.iter().map(name_of).collect::<Vec<_>>().join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn run_main(a: &RunArgs) -> Result<()> {
+    let (runs, secs) = if a.quick { (1, 1.0) } else { (5, 5.0) };
+    let runs = a.runs.unwrap_or(runs);
+    let secs = a.secs.unwrap_or(secs);
+    if runs == 0 || !(secs > 0.0 && secs <= 3600.0) {
+        return Err(BenchError::Msg(format!(
+            "--runs must be at least 1 and --secs in (0, 3600] (got {runs} and {secs})"
+        )));
+    }
+    let scenarios = pick(&a.scenarios, &SCENARIOS, |s| s.name, "scenario")?;
+    let workloads = pick(&a.workloads, &WORKLOADS, |w| w.name, "workload")?;
+    // Before anything is measured: the charts need a font.
+    charts::load_font(a.font.as_deref()).map_err(BenchError::Msg)?;
     podfwd::netns::require_root().map_err(BenchError::Msg)?;
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if a.fwd_cpu >= ncpu || a.gen_cpu >= ncpu {
+    if a.fwd_cpu >= ncpu || a.gen_cpu >= ncpu || a.fwd_cpu == a.gen_cpu {
         return Err(BenchError::Msg(format!(
-            "needs CPUs {} and {} (this machine has {ncpu})",
+            "needs two distinct CPUs {} and {} (this machine has {ncpu})",
             a.gen_cpu, a.fwd_cpu
         )));
     }
@@ -279,44 +525,10 @@ fn run_main(a: &RunArgs) -> Result<()> {
             podfwd.display()
         )));
     }
-    let (runs, secs) = if a.quick { (1, 3.0) } else { (5, 10.0) };
-    let runs = a.runs.unwrap_or(runs);
-    let secs = a.secs.unwrap_or(secs);
-    let scenarios: Vec<Scenario> = if a.scenarios.is_empty() {
-        SCENARIOS.to_vec()
-    } else {
-        a.scenarios
-            .iter()
-            .map(|n| {
-                SCENARIOS
-                    .iter()
-                    .find(|s| s.name == n)
-                    .copied()
-                    .ok_or_else(|| {
-                        BenchError::Msg(format!(
-                            "unknown scenario {n}; known: {}",
-                            SCENARIOS.map(|s| s.name).join(", ")
-                        ))
-                    })
-            })
-            .collect::<Result<_>>()?
-    };
-    let workloads: Vec<Workload> = a
-        .workloads
-        .iter()
-        .map(|n| {
-            WORKLOADS
-                .iter()
-                .find(|w| w.name == n)
-                .copied()
-                .ok_or_else(|| {
-                    BenchError::Msg(format!(
-                        "unknown workload {n}; known: {}",
-                        WORKLOADS.map(|w| w.name).join(", ")
-                    ))
-                })
-        })
-        .collect::<Result<_>>()?;
+    let load_before = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let ctx = Ctx {
         args: a.clone(),
         secs,
@@ -324,44 +536,67 @@ fn run_main(a: &RunArgs) -> Result<()> {
         me,
         stop,
     };
+    let started = Instant::now();
     let mut samples: Vec<(Scenario, Workload, RunSample)> = Vec::new();
-    for r in 0..runs {
-        for (wl, sc) in workloads
-            .iter()
-            .flat_map(|w| scenarios.iter().map(move |s| (w, s)))
-        {
-            eprintln!(
-                "podfwd-bench: run {}/{runs} {} {} ({secs} s)",
-                r + 1,
-                sc.name,
-                wl.name
-            );
-            let s = run_one(&ctx, sc, wl, r)?;
-            eprintln!(
-                "  {:.3} Mpps at the sink (offered {:.3}), loss {:.1}%, CPU{} busy {:.0}%, \
-                 forwarding tasks {:.0}% of a CPU, {:.3} Mpps/busy core",
-                s.sink_pps / 1e6,
-                s.offered_pps / 1e6,
-                s.loss * 100.0,
-                a.fwd_cpu,
-                s.fwd_cpu_busy * 100.0,
-                s.fwd_task_cpu * 100.0,
-                s.pps_per_core / 1e6
-            );
-            if let Some(p) = &s.podfwd {
-                eprintln!("  podfwd: {p:?}");
+    // A failed scenario or workload is reported and the bench goes on; the results of
+    // what did run are written either way, and the exit status says something failed.
+    let mut failures: Vec<String> = Vec::new();
+    let mut interrupted = false;
+    'rounds: for r in 0..runs {
+        for sc in &scenarios {
+            eprintln!("podfwd-bench: run {}/{runs} {}", r + 1, sc.name);
+            let b = match Bench::prepare(&ctx, sc) {
+                Ok(b) => b,
+                Err(BenchError::Interrupted) => {
+                    interrupted = true;
+                    break 'rounds;
+                }
+                Err(e) => {
+                    eprintln!("  FAILED to build the scenario: {e}");
+                    failures.push(format!("run {} {}: {e}", r + 1, sc.name));
+                    continue;
+                }
+            };
+            for wl in workloads.iter().filter(|w| w.applies_to(sc)) {
+                match ctx.check().and_then(|()| b.run(&ctx, sc, wl, r)) {
+                    Ok(s) => {
+                        eprintln!("  {:<9} {}", wl.name, s.summary(a.fwd_cpu));
+                        samples.push((*sc, *wl, s));
+                    }
+                    Err(BenchError::Interrupted) => {
+                        interrupted = true;
+                        break 'rounds;
+                    }
+                    Err(e) => {
+                        eprintln!("  {:<9} FAILED: {e}", wl.name);
+                        failures.push(format!("run {} {} {}: {e}", r + 1, sc.name, wl.name));
+                    }
+                }
             }
-            samples.push((*sc, *wl, s));
         }
+    }
+    if samples.is_empty() {
+        return Err(if interrupted {
+            BenchError::Interrupted
+        } else {
+            BenchError::Msg(format!("nothing was measured:\n{}", failures.join("\n")))
+        });
     }
     let settings = report::Settings {
         runs,
         secs,
         flows: a.flows,
+        latency_rate: a.latency_rate,
         fwd_cpu: a.fwd_cpu,
         gen_cpu: a.gen_cpu,
         quick: a.quick,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        load_before,
+        load_after: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        wall_secs: started.elapsed().as_secs_f64(),
     };
     let records = report::records(&scenarios, &workloads, &samples, &settings);
     let paths = report::write(&a.out, &records)?;
@@ -369,6 +604,18 @@ fn run_main(a: &RunArgs) -> Result<()> {
         eprintln!("podfwd-bench: wrote {}", p.display());
     }
     print!("{}", report::markdown(&records));
+    if interrupted {
+        return Err(BenchError::Msg(
+            "interrupted; the results above are partial".into(),
+        ));
+    }
+    if !failures.is_empty() {
+        return Err(BenchError::Msg(format!(
+            "{} scenario run(s) or workload(s) failed (their runs are missing above):\n{}",
+            failures.len(),
+            failures.join("\n")
+        )));
+    }
     Ok(())
 }
 
@@ -505,152 +752,405 @@ fn clock_ticks_per_sec() -> f64 {
     }
 }
 
-struct Snapshot {
+/// What node A's CPU and podfwd had done at one instant.
+struct CpuSnap {
     at: Instant,
     fwd_tasks: u64,
-    gen: DevCounters,
-    fwd_ul: DevCounters,
-    sink: DevCounters,
     fwd_cpu: (u64, u64),
     gen_cpu: (u64, u64),
-    podfwd: Option<std::collections::BTreeMap<String, u64>>,
+    podfwd: Option<BTreeMap<String, u64>>,
 }
 
-fn run_one(ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSample> {
-    let a = &ctx.args;
-    ctx.check()?;
-    let fwd_cores: &'static [usize] = Box::leak(vec![a.fwd_cpu].into_boxed_slice());
-    let gen_cores: &'static [usize] = Box::leak(vec![a.gen_cpu].into_boxed_slice());
-    let spec = ClusterSpec {
-        mode: sc.mode,
-        nodes: sc.nodes,
-        queues: 1,
-        cores: [fwd_cores, gen_cores],
-        ..ClusterSpec::default()
-    };
-    // Dropped on every way out of this function (error, Ctrl-C): processes killed,
-    // namespaces removed. The sink's XDP link is declared later, so it is dropped first.
-    let mut c = Cluster::build("bench", spec)?;
-    let (sa, sb) = (&SIDES[0], &SIDES[1]);
-    // Node B's underlay only sinks: it never answers ARP, so node A gets a static entry.
-    c.nodes[0].neigh_permanent(sb.node_ip, sb.node_ul_mac, sa.ul_if)?;
-    c.pods[0].neigh_permanent(sa.pod_gw, sa.node_pod_mac, "eth0")?;
-    c.pods[0].exec(&["ethtool", "-K", "eth0", "tso", "off", "gso", "off"])?;
-    c.nodes[0].exec(&["ethtool", "-K", sa.pod_if, "gro", "on"])?;
-    let _sink = sink::XdpDrop::attach(c.nodes[1].name(), sb.ul_if)?;
-    if sc.nodes[0] == NodeKind::Podfwd {
-        c.start_podfwd(0, &ctx.podfwd)?;
+/// A scenario's cluster, ready for workloads.
+struct Bench {
+    // Declared first, dropped first: processes killed, then the namespaces removed.
+    c: Cluster,
+    /// Node A's NAPI kthreads (pinned to the forwarding CPU).
+    napi_fwd: Vec<i32>,
+    /// Every other veth end's NAPI kthread (pinned to the generator CPU).
+    napi_other: Vec<i32>,
+    /// A process in podA, node A and node B, to read /proc/<pid>/net/dev through.
+    probe: [u32; 3],
+}
+
+impl Bench {
+    fn prepare(ctx: &Ctx, sc: &Scenario) -> Result<Bench> {
+        let a = &ctx.args;
+        ctx.check()?;
+        let fwd_cores: &'static [usize] = Box::leak(vec![a.fwd_cpu].into_boxed_slice());
+        let gen_cores: &'static [usize] = Box::leak(vec![a.gen_cpu].into_boxed_slice());
+        let spec = ClusterSpec {
+            mode: sc.mode,
+            nodes: sc.nodes,
+            queues: 1,
+            cores: [fwd_cores, gen_cores],
+            // tun.offload as configured by default (on).
+            ..ClusterSpec::default()
+        };
+        // Dropped on every way out (error, Ctrl-C): processes killed, namespaces removed.
+        let mut c = Cluster::build_with_backend("bench", spec, sc.backend)?;
+        let (sa, sb) = (&SIDES[0], &SIDES[1]);
+        // The UDP sinks answer no ARP: node A gets static entries for node B and podA,
+        // podA one for its gateway.
+        c.nodes[0].neigh_permanent(sb.node_ip, sb.node_ul_mac, sa.ul_if)?;
+        c.nodes[0].neigh_permanent(sa.pod_ip, sa.pod_mac, sa.pod_if)?;
+        c.pods[0].neigh_permanent(sa.pod_gw, sa.node_pod_mac, "eth0")?;
+        // GRO on: veth runs NAPI (threaded below). TSO off: veth hands a frame to the
+        // receiver's NAPI only if the sending device has no TSO (veth_skb_is_eligible_for_gro);
+        // otherwise the receiver's work runs in the sender's context, on the sender's CPU.
+        // GSO stays on, so a TCP sender's stack still segments super-packets, as a NIC does.
+        for (ns, dev) in Self::ends(&c) {
+            ns.exec(&["ethtool", "-K", dev, "gro", "on", "tso", "off"])?;
+            // A qdisc: veth stops its queue when the peer's ring is full, so TCP gets
+            // back-pressure instead of drops (with noqueue: 10^5 retransmits per second).
+            ns.exec(&[
+                "tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "1000",
+            ])?;
+        }
+        if sc.nodes[0] == NodeKind::Podfwd {
+            c.start_podfwd(0, &ctx.podfwd)?;
+        }
+        let mut napi_fwd = Vec::new();
+        let mut napi_other = Vec::new();
+        for (i, (ns, dev)) in Self::ends(&c).into_iter().enumerate() {
+            // ends() lists node A's two devices first.
+            if i < 2 {
+                napi_fwd.extend(threaded_napi(ns, dev, a.fwd_cpu)?);
+            } else {
+                napi_other.extend(threaded_napi(ns, dev, a.gen_cpu)?);
+            }
+        }
+        let probe = |ns: &Netns| ns.spawn(&["sleep", "3600"]);
+        let probe = [probe(&c.pods[0])?, probe(&c.nodes[0])?, probe(&c.nodes[1])?];
+        Ok(Bench {
+            c,
+            napi_fwd,
+            napi_other,
+            probe,
+        })
     }
-    let napi_fwd = threaded_napi(&c.nodes[0], sa.pod_if, a.fwd_cpu)?;
-    let napi_sink = threaded_napi(&c.nodes[1], sb.ul_if, a.gen_cpu)?;
-    // Something to read /proc/<pid>/net/dev through in each namespace.
-    let probe = |ns: &Netns| ns.spawn(&["sleep", "3600"]);
-    let (p_pod, p_a, p_b) = (probe(&c.pods[0])?, probe(&c.nodes[0])?, probe(&c.nodes[1])?);
-    let warmup = 1.0;
-    let gen_secs = warmup + ctx.secs + 1.0;
-    let log = std::env::temp_dir().join(format!("{}-gen.log", c.pods[0].name()));
-    let _ = std::fs::remove_file(&log);
-    let me = ctx.me.display().to_string();
-    let args = [
-        me.as_str(),
-        "gen",
-        "--ifname",
-        "eth0",
-        "--src-mac",
-        sa.pod_mac,
-        "--dst-mac",
-        sa.node_pod_mac,
-        "--src-ip",
-        sa.pod_ip,
-        "--dst-ip",
-        sb.pod_ip,
-        "--frame-len",
-        &wl.frame_len.to_string(),
-        "--flows",
-        &a.flows.to_string(),
-        "--secs",
-        &gen_secs.to_string(),
-        "--cpu",
-        &a.gen_cpu.to_string(),
-    ];
-    let gen_pid = c.pods[0].spawn_logged(&args, &log)?;
-    // What node A's forwarding runs in: its ingress NAPI kthread, and podfwd's threads.
-    let fwd_procs: Vec<u32> = c.podfwd_pid(0).into_iter().collect();
-    ctx.sleep(Duration::from_secs_f64(warmup))?;
-    let snap = |c: &Cluster| -> Result<Snapshot> {
-        Ok(Snapshot {
+
+    /// Every veth end of the cluster: node A's two first.
+    fn ends(c: &Cluster) -> [(&Netns, &'static str); 6] {
+        let (sa, sb) = (&SIDES[0], &SIDES[1]);
+        [
+            (&c.nodes[0], sa.pod_if),
+            (&c.nodes[0], sa.ul_if),
+            (&c.pods[0], "eth0"),
+            (&c.nodes[1], sb.ul_if),
+            (&c.nodes[1], sb.pod_if),
+            (&c.pods[1], "eth0"),
+        ]
+    }
+
+    fn snap(&self, ctx: &Ctx) -> Result<CpuSnap> {
+        let procs: Vec<u32> = self.c.podfwd_pid(0).into_iter().collect();
+        Ok(CpuSnap {
             at: Instant::now(),
-            fwd_tasks: task_ticks(&napi_fwd, &fwd_procs),
-            gen: dev_counters(p_pod, "eth0")?,
-            fwd_ul: dev_counters(p_a, sa.ul_if)?,
-            sink: dev_counters(p_b, sb.ul_if)?,
-            fwd_cpu: cpu_jiffies(a.fwd_cpu)?,
-            gen_cpu: cpu_jiffies(a.gen_cpu)?,
-            podfwd: c
+            fwd_tasks: task_ticks(&self.napi_fwd, &procs),
+            fwd_cpu: cpu_jiffies(ctx.args.fwd_cpu)?,
+            gen_cpu: cpu_jiffies(ctx.args.gen_cpu)?,
+            podfwd: self
+                .c
                 .podfwd_pid(0)
-                .and_then(|_| c.stats(0).ok())
+                .and_then(|_| self.c.stats(0).ok())
                 .map(|s| s.total),
         })
+    }
+
+    fn run(&self, ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSample> {
+        let (s0, s1, measured) = match wl.kind {
+            WorkloadKind::Udp { frame_len } => self.udp(ctx, sc, frame_len)?,
+            WorkloadKind::Tcp { streams } => self.tcp(ctx, sc, streams)?,
+            WorkloadKind::Latency => self.latency(ctx)?,
+        };
+        let dt = s1.at.duration_since(s0.at).as_secs_f64();
+        let busy = |x: (u64, u64), y: (u64, u64)| {
+            let t = (y.1 - x.1).max(1) as f64;
+            (y.0 - x.0) as f64 / t
+        };
+        let cpu = CpuUse {
+            secs: dt,
+            fwd_cpu_busy: busy(s0.fwd_cpu, s1.fwd_cpu),
+            gen_cpu_busy: busy(s0.gen_cpu, s1.gen_cpu),
+            fwd_task_cpu: (s1.fwd_tasks - s0.fwd_tasks) as f64 / clock_ticks_per_sec() / dt,
+            napi_kthreads: self.napi_fwd.len() + self.napi_other.len(),
+        };
+        let podfwd = match (&s0.podfwd, &s1.podfwd) {
+            (Some(x), Some(y)) => Some(
+                y.iter()
+                    .map(|(k, v)| (k.clone(), v - x.get(k).copied().unwrap_or(0)))
+                    .filter(|(k, v)| *v > 0 || !k.starts_with("drop_"))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Ok(RunSample::new(run, cpu, measured, podfwd))
+    }
+
+    /// UDP at the generator's maximum into an XDP_DROP sink.
+    fn udp(
+        &self,
+        ctx: &Ctx,
+        sc: &Scenario,
+        frame_len: usize,
+    ) -> Result<(CpuSnap, CpuSnap, Measured)> {
+        let a = &ctx.args;
+        let c = &self.c;
+        let (sa, sb) = (&SIDES[0], &SIDES[1]);
+        let [p_pod, p_a, p_b] = self.probe;
+        let outer;
+        // (generator namespace, its device, its probe; sink ditto; node A's egress)
+        let (gen_ns, gen_if, gen_probe, sink_ns, sink_if, sink_probe, out_if, mut args) =
+            match sc.direction {
+                FromPod => (
+                    &c.pods[0],
+                    "eth0",
+                    p_pod,
+                    &c.nodes[1],
+                    sb.ul_if,
+                    p_b,
+                    sa.ul_if,
+                    vec![
+                        "--src-mac",
+                        sa.pod_mac,
+                        "--dst-mac",
+                        sa.node_pod_mac,
+                        "--src-ip",
+                        sa.pod_ip,
+                        "--dst-ip",
+                        sb.pod_ip,
+                    ],
+                ),
+                ToPod => {
+                    outer = format!(
+                        "{},{},{},{}",
+                        sb.node_ul_mac, sa.node_ul_mac, sb.node_ip, sa.node_ip
+                    );
+                    (
+                        &c.nodes[1],
+                        sb.ul_if,
+                        p_b,
+                        &c.pods[0],
+                        "eth0",
+                        p_pod,
+                        sa.pod_if,
+                        vec![
+                            "--src-mac",
+                            sb.vtep_mac,
+                            "--dst-mac",
+                            sa.vtep_mac,
+                            "--src-ip",
+                            sb.pod_ip,
+                            "--dst-ip",
+                            sa.pod_ip,
+                            "--vxlan-outer",
+                            &outer,
+                        ],
+                    )
+                }
+            };
+        let _sink = sink::XdpDrop::attach(sink_ns.name(), sink_if)?;
+        let warmup = 1.0;
+        let gen_secs = warmup + ctx.secs + 1.0;
+        let log = std::env::temp_dir().join(format!("{}-gen.log", gen_ns.name()));
+        let _ = std::fs::remove_file(&log);
+        let me = ctx.me.display().to_string();
+        let (frame_len, flows, gen_secs, cpu) = (
+            frame_len.to_string(),
+            a.flows.to_string(),
+            gen_secs.to_string(),
+            a.gen_cpu.to_string(),
+        );
+        args.extend_from_slice(&[
+            "--frame-len",
+            &frame_len,
+            "--flows",
+            &flows,
+            "--secs",
+            &gen_secs,
+            "--cpu",
+            &cpu,
+        ]);
+        let mut cmd = vec![me.as_str(), "gen", "--ifname", gen_if];
+        cmd.extend_from_slice(&args);
+        let gen_pid = gen_ns.spawn_logged(&cmd, &log)?;
+        ctx.sleep(Duration::from_secs_f64(warmup))?;
+        let counters = || -> Result<_> {
+            Ok((
+                dev_counters(gen_probe, gen_if)?,
+                dev_counters(sink_probe, sink_if)?,
+                dev_counters(p_a, out_if)?,
+            ))
+        };
+        let (g0, k0, o0) = counters()?;
+        let s0 = self.snap(ctx)?;
+        ctx.sleep(Duration::from_secs_f64(ctx.secs))?;
+        let (g1, k1, o1) = counters()?;
+        let s1 = self.snap(ctx)?;
+        // The generator ends by itself a second after the window.
+        let gen_alive = || podfwd::netns::pid_alive(gen_pid as i32) && !is_zombie(gen_pid);
+        podfwd::netns::wait_until(Duration::from_secs(10), || !gen_alive());
+        gen_ns.kill(gen_pid);
+        let gen_out = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        let gen_rep: gen::GenReport = gen_out
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| BenchError::Msg(format!("generator failed:\n{gen_out}")))?;
+        let dt = s1.at.duration_since(s0.at).as_secs_f64();
+        let sent = g1.tx_packets - g0.tx_packets;
+        let received = k1.rx_packets - k0.rx_packets;
+        Ok((
+            s0,
+            s1,
+            Measured::Udp(report::UdpRun {
+                offered_pps: sent as f64 / dt,
+                sink_pps: received as f64 / dt,
+                loss: if sent > 0 {
+                    1.0 - (received as f64 / sent as f64).min(1.0)
+                } else {
+                    0.0
+                },
+                sent,
+                received,
+                fwd_out_tx_dropped: o1.tx_dropped - o0.tx_dropped,
+                sink_rx_dropped: k1.rx_dropped - k0.rx_dropped,
+                gen_retries: gen_rep.retries,
+            }),
+        ))
+    }
+
+    /// iperf3 between the pods, `streams` parallel streams, through node A.
+    fn tcp(&self, ctx: &Ctx, sc: &Scenario, streams: u32) -> Result<(CpuSnap, CpuSnap, Measured)> {
+        let c = &self.c;
+        let (client, server, server_ip) = match sc.direction {
+            FromPod => (&c.pods[0], &c.pods[1], SIDES[1].pod_ip),
+            ToPod => (&c.pods[1], &c.pods[0], SIDES[0].pod_ip),
+        };
+        let cpu = ctx.args.gen_cpu.to_string();
+        let secs = (ctx.secs.ceil() as u64).max(1).to_string();
+        let streams_s = streams.to_string();
+        let log = std::env::temp_dir().join(format!("{}-iperf3.log", server.name()));
+        let _ = std::fs::remove_file(&log);
+        let srv = server.spawn_logged(
+            &["taskset", "-c", &cpu, "iperf3", "-s", "-1", "-B", server_ip],
+            &log,
+        )?;
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            ctx.sleep(Duration::from_millis(300))?;
+            let s0 = self.snap(ctx)?;
+            let out = client.exec_unchecked(&[
+                "taskset", "-c", &cpu, "iperf3", "-c", server_ip, "-t", &secs, "-P", &streams_s,
+                "-J",
+            ])?;
+            let s1 = self.snap(ctx)?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            match parse_iperf3(&text) {
+                Ok(m) => break Ok((s0, s1, m)),
+                // The server may not listen yet.
+                Err(e) if attempt < 5 && text.contains("refused") => {
+                    let _ = e;
+                    continue;
+                }
+                Err(e) => {
+                    break Err(BenchError::Msg(format!(
+                        "iperf3 -c {server_ip} -P {streams}: {e}\n{}server log:\n{}",
+                        String::from_utf8_lossy(&out.stderr),
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )))
+                }
+            }
+        };
+        server.kill(srv);
+        let _ = std::fs::remove_file(&log);
+        let (s0, s1, mut m) = result?;
+        if let Measured::Tcp(t) = &mut m {
+            t.streams = streams;
+        }
+        Ok((s0, s1, m))
+    }
+
+    /// UDP ping-pong podA -> podB and back, one request in flight.
+    fn latency(&self, ctx: &Ctx) -> Result<(CpuSnap, CpuSnap, Measured)> {
+        let c = &self.c;
+        let to = format!("{}:7777", SIDES[1].pod_ip);
+        let me = ctx.me.display().to_string();
+        let cpu = ctx.args.gen_cpu.to_string();
+        let log = std::env::temp_dir().join(format!("{}-echo.log", c.pods[1].name()));
+        let _ = std::fs::remove_file(&log);
+        let srv = c.pods[1].spawn_logged(&[&me, "echo", "--bind", &to, "--cpu", &cpu], &log)?;
+        ctx.sleep(Duration::from_millis(200))?;
+        let s0 = self.snap(ctx)?;
+        let out = c.pods[0].exec_unchecked(&[
+            &me,
+            "ping",
+            "--to",
+            &to,
+            "--rate",
+            &ctx.args.latency_rate.to_string(),
+            "--secs",
+            &ctx.secs.to_string(),
+            "--cpu",
+            &cpu,
+        ])?;
+        let s1 = self.snap(ctx)?;
+        c.pods[1].kill(srv);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rep: pingpong::PingReport = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| {
+                BenchError::Msg(format!(
+                    "ping-pong client failed: {}{}\necho server log:\n{}",
+                    text,
+                    String::from_utf8_lossy(&out.stderr),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            })?;
+        let _ = std::fs::remove_file(&log);
+        Ok((
+            s0,
+            s1,
+            Measured::Latency(report::LatencyRun {
+                rate: ctx.args.latency_rate,
+                sent: rep.sent,
+                received: rep.received,
+                lost: rep.lost,
+                p50_us: rep.p50_us,
+                p90_us: rep.p90_us,
+                p99_us: rep.p99_us,
+                p999_us: rep.p999_us,
+                max_us: rep.max_us,
+            }),
+        ))
+    }
+}
+
+/// The receiver's throughput and the sender's retransmits from `iperf3 -c ... -J`.
+fn parse_iperf3(text: &str) -> std::result::Result<Measured, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("no JSON from iperf3 ({e}): {text}"))?;
+    if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(format!("iperf3: {err}"));
+    }
+    let end = &v["end"];
+    let num = |p: &str| {
+        end.pointer(p)
+            .and_then(|x| x.as_f64())
+            .ok_or_else(|| format!("iperf3 JSON lacks end{p}"))
     };
-    let s0 = snap(&c)?;
-    ctx.sleep(Duration::from_secs_f64(ctx.secs))?;
-    let s1 = snap(&c)?;
-    // The generator ends by itself a second after the window.
-    let gen_alive = || podfwd::netns::pid_alive(gen_pid as i32) && !is_zombie(gen_pid);
-    podfwd::netns::wait_until(Duration::from_secs(10), || !gen_alive());
-    c.pods[0].kill(gen_pid);
-    let gen_out = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
-    let gen_rep: gen::GenReport = gen_out
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| BenchError::Msg(format!("generator failed:\n{gen_out}")))?;
-    let dt = s1.at.duration_since(s0.at).as_secs_f64();
-    let sent = s1.gen.tx_packets - s0.gen.tx_packets;
-    let received = s1.sink.rx_packets - s0.sink.rx_packets;
-    let busy = |x: (u64, u64), y: (u64, u64)| {
-        let t = (y.1 - x.1).max(1) as f64;
-        (y.0 - x.0) as f64 / t
-    };
-    let fwd_busy = busy(s0.fwd_cpu, s1.fwd_cpu);
-    let sink_pps = received as f64 / dt;
-    let fwd_task_cpu = (s1.fwd_tasks - s0.fwd_tasks) as f64 / clock_ticks_per_sec() / dt;
-    let podfwd_delta = match (&s0.podfwd, &s1.podfwd) {
-        (Some(x), Some(y)) => Some(
-            y.iter()
-                .map(|(k, v)| (k.clone(), v - x.get(k).copied().unwrap_or(0)))
-                .filter(|(k, v)| *v > 0 || !k.starts_with("drop_"))
-                .collect(),
-        ),
-        _ => None,
-    };
-    let sample = RunSample {
-        run,
-        secs: dt,
-        offered_pps: sent as f64 / dt,
-        sink_pps,
-        loss: if sent > 0 {
-            1.0 - (received as f64 / sent as f64).min(1.0)
-        } else {
-            0.0
-        },
-        fwd_cpu_busy: fwd_busy,
-        gen_cpu_busy: busy(s0.gen_cpu, s1.gen_cpu),
-        pps_per_core: sink_pps / fwd_busy.max(0.01),
-        fwd_task_cpu,
-        pps_per_task_core: sink_pps / fwd_task_cpu.max(0.01),
-        sent,
-        received,
-        fwd_ul_tx_dropped: s1.fwd_ul.tx_dropped - s0.fwd_ul.tx_dropped,
-        sink_rx_dropped: s1.sink.rx_dropped - s0.sink.rx_dropped,
-        gen_retries: gen_rep.retries,
-        napi_kthreads: napi_fwd.len() + napi_sink.len(),
-        podfwd: podfwd_delta,
-    };
-    drop(_sink);
-    drop(c);
-    Ok(sample)
+    Ok(Measured::Tcp(report::TcpRun {
+        streams: 0,
+        gbps: num("/sum_received/bits_per_second")? / 1e9,
+        sender_gbps: num("/sum_sent/bits_per_second")? / 1e9,
+        retransmits: num("/sum_sent/retransmits").unwrap_or(0.0) as u64,
+        received_bytes: num("/sum_received/bytes")? as u64,
+    }))
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -660,4 +1160,62 @@ fn is_zombie(pid: u32) -> bool {
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iperf3_json_gives_receiver_throughput_and_retransmits() {
+        let j = r#"{"start":{},"end":{"sum_sent":{"bytes":1000,"bits_per_second":2.5e9,"retransmits":7},
+            "sum_received":{"bytes":990,"bits_per_second":2.4e9}}}"#;
+        let Ok(Measured::Tcp(t)) = parse_iperf3(j) else {
+            panic!("parses");
+        };
+        assert_eq!(t.gbps, 2.4);
+        assert_eq!(t.retransmits, 7);
+        assert_eq!(t.received_bytes, 990);
+        let e = parse_iperf3(
+            r#"{"start":{},"end":{},"error":"unable to connect to server: Connection refused"}"#,
+        );
+        assert!(e.unwrap_err().contains("refused"));
+        assert!(parse_iperf3("iperf3: error").is_err());
+        assert!(parse_iperf3(r#"{"end":{}}"#)
+            .unwrap_err()
+            .contains("sum_received"));
+    }
+
+    #[test]
+    fn every_podfwd_scenario_has_a_kernel_baseline_in_the_same_direction() {
+        for s in SCENARIOS {
+            match s.baseline {
+                Some(b) => {
+                    let base = SCENARIOS
+                        .iter()
+                        .find(|x| x.name == b)
+                        .expect("baseline exists");
+                    assert_eq!(base.direction, s.direction, "{}", s.name);
+                    assert_eq!(base.mode, s.mode, "{}", s.name);
+                    assert_ne!(base.nodes[0], NodeKind::Podfwd);
+                    assert_eq!(s.nodes[0], NodeKind::Podfwd);
+                }
+                None => assert_ne!(s.nodes[0], NodeKind::Podfwd, "{}", s.name),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_an_error_listing_the_known_ones() {
+        let e = pick(&["nope".to_string()], &WORKLOADS, |w| w.name, "workload").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("udp-64B, udp-1400B, tcp-1, tcp-4, latency"),
+            "{e}"
+        );
+        assert_eq!(
+            pick(&[], &SCENARIOS, |s| s.name, "scenario").unwrap().len(),
+            9
+        );
+    }
 }

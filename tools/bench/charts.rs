@@ -1,0 +1,295 @@
+//! PNG bar charts of a run (plotters, bitmap backend): one bar per scenario with the
+//! median, a min–max whisker and the median's value; kernel bars blue, podfwd AF_XDP red,
+//! podfwd TUN green.
+//!
+//! - `udp`: per UDP workload, Mpps at the sink and Mpps per forwarding-task core.
+//! - `tcp`: per TCP workload, Gbit/s at the receiver and Gbit/s per busy forwarding core.
+//! - `latency`: round-trip p50, p99 and p99.9 in microseconds.
+//!
+//! Text is drawn with ab_glyph from a TrueType file loaded at start ([`load_font`]), so
+//! the build needs no fontconfig/freetype; the font comes from Debian's
+//! `fonts-dejavu-core` (tools/setup.sh) or `--font`.
+
+use crate::report::{Record, Stat};
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+/// The family name the font is registered under.
+const FAMILY: &str = "sans-serif";
+
+const FONT_CANDIDATES: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Loads and registers the charts' font: `path`, or the first of the usual places.
+pub fn load_font(path: Option<&Path>) -> Result<(), String> {
+    let candidates: Vec<&Path> = match path {
+        Some(p) => vec![p],
+        None => FONT_CANDIDATES.iter().map(Path::new).collect(),
+    };
+    for p in &candidates {
+        let Ok(bytes) = std::fs::read(p) else {
+            continue;
+        };
+        // plotters keeps fonts for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        return plotters::style::register_font(FAMILY, FontStyle::Normal, bytes)
+            .map_err(|_| format!("{} is not a TrueType/OpenType font", p.display()));
+    }
+    Err(format!(
+        "no font for the charts: none of {} is readable (apt-get install fonts-dejavu-core, \
+         or pass --font FILE.ttf)",
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+type ChartFn = fn(&Path, &[Record]) -> Result<bool, String>;
+
+/// The charts: file name suffix, and a function that writes it (false: nothing to draw).
+pub const CHARTS: [(&str, ChartFn); 3] = [("udp", udp), ("tcp", tcp), ("latency", latency)];
+
+/// One bar.
+struct Bar {
+    label: String,
+    stat: Stat,
+    color: RGBColor,
+}
+
+struct Panel {
+    title: String,
+    y_desc: &'static str,
+    bars: Vec<Bar>,
+    decimals: usize,
+}
+
+fn color(r: &Record) -> RGBColor {
+    match r.backend {
+        "afxdp" => RGBColor(214, 39, 40),
+        "tun" => RGBColor(44, 160, 44),
+        _ => RGBColor(31, 119, 180),
+    }
+}
+
+fn bars(records: &[&Record], key: &str, scale: f64) -> Vec<Bar> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let s = r.stats.get(key)?;
+            Some(Bar {
+                label: r.scenario.clone(),
+                stat: Stat {
+                    median: s.median * scale,
+                    min: s.min * scale,
+                    max: s.max * scale,
+                },
+                color: color(r),
+            })
+        })
+        .collect()
+}
+
+/// The distinct workloads of `kind`, in record order.
+fn workloads<'a>(records: &'a [Record], kind: &str) -> Vec<Vec<&'a Record>> {
+    let mut out: Vec<Vec<&Record>> = Vec::new();
+    for r in records.iter().filter(|r| r.kind == kind) {
+        match out.iter_mut().find(|g| g[0].workload == r.workload) {
+            Some(g) => g.push(r),
+            None => out.push(vec![r]),
+        }
+    }
+    out
+}
+
+fn udp(path: &Path, records: &[Record]) -> Result<bool, String> {
+    let mut panels = Vec::new();
+    for g in workloads(records, "udp") {
+        let wl = &g[0].workload;
+        panels.push(Panel {
+            title: format!("{wl}: forwarded Mpps at the sink"),
+            y_desc: "Mpps",
+            bars: bars(&g, "sink_pps", 1e-6),
+            decimals: 3,
+        });
+        panels.push(Panel {
+            title: format!("{wl}: Mpps per core of node A's forwarding tasks"),
+            y_desc: "Mpps / core",
+            bars: bars(&g, "pps_per_task_core", 1e-6),
+            decimals: 3,
+        });
+    }
+    draw(path, &panels)
+}
+
+fn tcp(path: &Path, records: &[Record]) -> Result<bool, String> {
+    let mut panels = Vec::new();
+    for g in workloads(records, "tcp") {
+        let wl = &g[0].workload;
+        panels.push(Panel {
+            title: format!("{wl}: iperf3 Gbit/s at the receiver"),
+            y_desc: "Gbit/s",
+            bars: bars(&g, "gbps", 1.0),
+            decimals: 2,
+        });
+        // Both iperf3 ends share CPU 0 with node B: Gbit/s alone mostly shows CPU 0.
+        panels.push(Panel {
+            title: format!("{wl}: Gbit/s per busy core of the forwarding CPU"),
+            y_desc: "Gbit/s / core",
+            bars: bars(&g, "gbps_per_core", 1.0),
+            decimals: 2,
+        });
+    }
+    draw(path, &panels)
+}
+
+fn latency(path: &Path, records: &[Record]) -> Result<bool, String> {
+    let mut panels = Vec::new();
+    for g in workloads(records, "latency") {
+        for (key, name) in [("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")] {
+            panels.push(Panel {
+                title: format!("UDP ping-pong round trip, {name} (us)"),
+                y_desc: "us",
+                bars: bars(&g, key, 1.0),
+                decimals: 1,
+            });
+        }
+    }
+    draw(path, &panels)
+}
+
+/// Draws the panels one above the other; false (and no file) if there are none.
+fn draw(path: &Path, panels: &[Panel]) -> Result<bool, String> {
+    let panels: Vec<&Panel> = panels.iter().filter(|p| !p.bars.is_empty()).collect();
+    if panels.is_empty() {
+        return Ok(false);
+    }
+    let width =
+        (200 + 130 * panels.iter().map(|p| p.bars.len()).max().unwrap_or(1) as u32).max(640);
+    let height = 340 * panels.len() as u32;
+    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    for (area, p) in root.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+        panel(area, p).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(true)
+}
+
+fn panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    p: &Panel,
+) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+    let n = p.bars.len();
+    let top = p
+        .bars
+        .iter()
+        .flat_map(|b| [b.stat.max, b.stat.median])
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let top = if top > 0.0 { top * 1.18 } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&p.title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        // A range 0..m segments into m + 1 slots: one per bar.
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
+    let labels: Vec<String> = p.bars.iter().map(|b| b.label.clone()).collect();
+    let fmt_x = move |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&fmt_x)
+        .x_label_style((FAMILY, 13))
+        .y_label_style((FAMILY, 13))
+        .y_desc(p.y_desc)
+        .draw()?;
+    let finite = |b: &&Bar| b.stat.median.is_finite();
+    chart.draw_series(
+        p.bars
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| finite(b))
+            .map(|(i, b)| {
+                let mut r = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), b.stat.median),
+                    ],
+                    b.color.filled(),
+                );
+                r.set_margin(0, 0, 22, 22);
+                r
+            }),
+    )?;
+    chart.draw_series(
+        p.bars
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| finite(b) && b.stat.min < b.stat.max)
+            .map(|(i, b)| {
+                PathElement::new(
+                    vec![
+                        (SegmentValue::CenterOf(i), b.stat.min),
+                        (SegmentValue::CenterOf(i), b.stat.max),
+                    ],
+                    BLACK.stroke_width(2),
+                )
+            }),
+    )?;
+    let label_style =
+        TextStyle::from((FAMILY, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    chart.draw_series(
+        p.bars
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| finite(b))
+            .map(|(i, b)| {
+                Text::new(
+                    format!("{:.*}", p.decimals, b.stat.median),
+                    (
+                        SegmentValue::CenterOf(i),
+                        b.stat.max.max(b.stat.median) + top * 0.01,
+                    ),
+                    label_style.clone(),
+                )
+            }),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_font_file_is_a_clear_error() {
+        let e = load_font(Some(Path::new("/nonexistent/font.ttf"))).unwrap_err();
+        assert!(
+            e.contains("/nonexistent/font.ttf") && e.contains("--font"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_font_is_refused() {
+        let p = std::env::temp_dir().join(format!("podfwd-bench-notafont-{}", std::process::id()));
+        std::fs::write(&p, b"not a font").unwrap();
+        let e = load_font(Some(&p)).unwrap_err();
+        let _ = std::fs::remove_file(&p);
+        assert!(e.contains("not a TrueType"), "{e}");
+    }
+}
