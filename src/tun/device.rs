@@ -271,8 +271,11 @@ pub fn set_socket_buffers(fd: RawFd, bytes: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// An `AF_PACKET` raw socket bound to one interface for sending whole Ethernet frames,
-/// past the qdisc (`PACKET_QDISC_BYPASS`). It receives nothing (protocol 0).
+/// An `AF_PACKET` raw socket bound to one interface for sending whole Ethernet frames.
+/// It receives nothing (protocol 0). Frames go through the uplink's qdisc, as the kernel's
+/// own forwarding does: with `PACKET_QDISC_BYPASS` a stopped device queue (a veth whose
+/// peer is busy) dropped frames at once, and TCP through tun-host-gw retransmitted tens
+/// of thousands of segments per run in the bench.
 pub struct PacketSocket {
     fd: std::os::fd::OwnedFd,
 }
@@ -296,20 +299,6 @@ impl PacketSocket {
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        // SAFETY: the option value is a c_int that lives across the call.
-        let r = unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_PACKET,
-                libc::PACKET_QDISC_BYPASS,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(err("setsockopt(PACKET_QDISC_BYPASS)"));
-        }
         // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

@@ -38,6 +38,8 @@ const UDP_TOKEN: Token = Token(1);
 /// How long a full socket buffer is waited for before the rest of a batch is dropped.
 const SEND_WAIT: Duration = Duration::from_millis(2);
 const SEND_TRIES: usize = 8;
+/// How long a send that the egress dropped (`ENOBUFS`) waits before it is tried again.
+const NOBUFS_WAIT: Duration = Duration::from_micros(50);
 
 /// `UDP_SEGMENT` (linux/udp.h; not in the libc crate): the GSO segment size of a send.
 const UDP_SEGMENT: libc::c_int = 103;
@@ -867,9 +869,16 @@ fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], segs: &[usize], ctrs: &mut 
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) | Some(libc::ENOBUFS) if tries < SEND_TRIES => {
+            // The socket buffer is full: wait until it drains.
+            Some(libc::EAGAIN) if tries < SEND_TRIES => {
                 tries += 1;
                 wait_writable(fd, SEND_WAIT);
+            }
+            // The device or its qdisc dropped the frame (the socket itself is writable,
+            // so poll would not wait): give the egress a moment and send it again.
+            Some(libc::ENOBUFS) if tries < SEND_TRIES => {
+                tries += 1;
+                std::thread::sleep(NOBUFS_WAIT);
             }
             // Full for too long, or this one message failed (no route, too big): give it
             // up and go on with the rest.
