@@ -123,52 +123,13 @@ pub fn segment_tcp(
     scratch: &mut [u8],
     mut emit: impl FnMut(&[u8]),
 ) -> Option<usize> {
-    let p = ipv4::Packet::new_checked(ip).ok()?;
-    if p.protocol() != ipv4::protocol::TCP || p.is_fragment() {
-        return None;
-    }
-    let hl = p.header_len();
-    let total = usize::from(p.total_len());
-    let tcp = ip.get(hl..total)?;
-    let thl = usize::from(*tcp.get(12)? >> 4) * 4;
-    if thl < 20 || tcp.len() < thl {
-        return None;
-    }
-    let head = hl + thl;
-    let mss = mtu.checked_sub(head).filter(|m| *m > 0)?;
+    let seg = super::offload::TcpSegmenter::to_fit(ip, mtu)?;
     let scratch = scratch.get_mut(..mtu)?;
-    let payload = &ip[head..total];
-    let seq0 = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let flags = tcp[13];
-    let id0 = p.ident();
-    let pseudo = checksum::add(0, &ip[12..20]) + u32::from(ipv4::protocol::TCP);
-    let count = payload.len().div_ceil(mss).max(1);
-    for k in 0..count {
-        let chunk = payload.get(k * mss..((k + 1) * mss).min(payload.len()))?;
-        let len = head + chunk.len();
-        let seg = &mut scratch[..len];
-        seg[..head].copy_from_slice(&ip[..head]);
-        seg[head..].copy_from_slice(chunk);
-        seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        seg[4..6].copy_from_slice(&id0.wrapping_add(k as u16).to_be_bytes());
-        ipv4::Packet::new_unchecked(&mut seg[..]).fill_checksum();
-        let t = &mut seg[hl..];
-        let seq = seq0.wrapping_add((k * mss) as u32);
-        t[4..8].copy_from_slice(&seq.to_be_bytes());
-        let mut f = flags;
-        if k + 1 < count {
-            f &= !(0x01 | 0x08); // FIN and PSH only on the last segment
-        }
-        if k > 0 {
-            f &= !0x80; // CWR only on the first
-        }
-        t[13] = f;
-        t[16..18].fill(0);
-        let sum = checksum::add(pseudo + (len - hl) as u32, t);
-        t[16..18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
-        emit(seg);
+    for k in 0..seg.count() {
+        let len = seg.write(k, scratch)?;
+        emit(&scratch[..len]);
     }
-    Some(count)
+    Some(seg.count())
 }
 
 #[cfg(test)]

@@ -145,6 +145,13 @@ impl<'a> TcpSegmenter<'a> {
         })
     }
 
+    /// A segmenter whose segments' IP packets fit `mtu` bytes (MSS = `mtu` less the IP
+    /// and TCP headers); `None` also if the headers leave no room for payload.
+    pub fn to_fit(ip: &'a [u8], mtu: usize) -> Option<TcpSegmenter<'a>> {
+        let s = TcpSegmenter::new(ip, 1)?;
+        TcpSegmenter::new(ip, mtu.checked_sub(s.head).filter(|m| *m > 0)?)
+    }
+
     /// How many segments.
     pub fn count(&self) -> usize {
         self.count
@@ -360,9 +367,8 @@ impl Coalescer {
 /// into segments that fit `mtu`. Puts the pseudo-header sum into the TCP checksum field
 /// (NEEDS_CSUM). `None`: not a TCP packet (without IP options) that can be cut that way.
 pub fn gso_header_for(ip: &mut [u8], mtu: usize) -> Option<VnetHdr> {
-    let thl = usize::from(*ip.get(32)? >> 4) * 4;
-    let mss = mtu.checked_sub(20 + thl).filter(|m| *m > 0)?;
-    let seg = TcpSegmenter::new(ip, mss)?;
+    let seg = TcpSegmenter::to_fit(ip, mtu)?;
+    let mss = seg.mss;
     let (hl, head) = (seg.hl, seg.head);
     if seg.total != ip.len() || hl != 20 || mss > usize::from(u16::MAX) {
         return None;
