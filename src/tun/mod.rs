@@ -174,7 +174,7 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     // several: the kernel spreads peers' flows over them) and one AF_PACKET socket.
     let mut udps = Vec::new();
     let mut packets = Vec::new();
-    let mut gro = plan.tun.offload;
+    let mut gro: Vec<bool> = Vec::new();
     for _ in &cores {
         if mode.uses_vxlan() {
             let addr = SocketAddrV4::new(plan.node.ip, plan.node.vxlan_port);
@@ -184,17 +184,21 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
             if let Err(e) = device::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
                 eprintln!("podfwd: warning: VXLAN socket {addr} buffers: {e}");
             }
-            if gro {
-                if let Err(e) = device::set_udp_gro(s.as_raw_fd()) {
-                    eprintln!(
+            // Per socket: each worker must read its own socket the way it was set up.
+            let mut on = false;
+            if plan.tun.offload {
+                match device::set_udp_gro(s.as_raw_fd()) {
+                    Ok(()) => on = true,
+                    Err(e) => eprintln!(
                         "podfwd: warning: UDP_GRO refused on the VXLAN socket ({e}); \
                          receiving one datagram at a time"
-                    );
-                    gro = false;
+                    ),
                 }
             }
+            gro.push(on);
             udps.push(Some(s));
         } else {
+            gro.push(false);
             udps.push(None);
         }
         if mode != Mode::Vxlan {
@@ -207,9 +211,9 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
             packets.push(None);
         }
     }
-    let offload = worker::Offload {
+    let offload = |q: usize| worker::Offload {
         vnet_hdr: tun.offloads().vnet_hdr,
-        udp_gro: gro && mode.uses_vxlan(),
+        udp_gro: gro[q],
         udp_gso: plan.tun.offload,
     };
     let control = ControlServer::bind(&plan.control.socket)?;
@@ -241,7 +245,7 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
             shared.clone(),
             max_packet,
             tun_mtu as usize,
-            offload,
+            offload(q),
         );
         let stop = worker_stop.clone();
         match std::thread::Builder::new()
@@ -271,8 +275,8 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
         eprintln!(
             "podfwd: offloads: tso from the TUN {}, udp gso {}, udp gro {}{}",
             on(tun.offloads().tso),
-            on(offload.udp_gso && mode.uses_vxlan()),
-            on(offload.udp_gro),
+            on(plan.tun.offload && mode.uses_vxlan()),
+            on(!gro.is_empty() && gro.iter().all(|g| *g)),
             if plan.tun.offload {
                 ""
             } else {

@@ -454,8 +454,14 @@ impl Worker {
                     slot[UDP_PAYLOAD_OFFSET..UDP_PAYLOAD_OFFSET + d]
                         .copy_from_slice(&rx.bufs[rx.msg][rx.off..rx.off + d]);
                 }
-                // Truncated: an empty frame, which the pipeline counts as malformed.
+                // Truncated: an empty frame, which the pipeline counts as malformed; the
+                // rest of the train is counted here (it is skipped below).
                 self.lens[n] = if ok { UDP_PAYLOAD_OFFSET + d } else { 0 };
+                if !ok && m.seg > 0 {
+                    let rest = (m.len - rx.off).div_ceil(m.seg).saturating_sub(1);
+                    self.counters.rx += rest as u64;
+                    self.counters.drops[DropReason::Malformed as usize] += rest as u64;
+                }
                 n += 1;
                 rx.off += d;
                 if rx.off >= m.len || !ok {
@@ -809,8 +815,9 @@ impl TunWriter<'_> {
                     let p = &pkts[i];
                     *v = iov(&p.buf[IP_OFFSET - ETH_OFFSET + p.offset + head..p.offset + p.len]);
                 }
-                self.counters.gro_out += 1;
-                self.writev(&mut iovs[..group.len() + 1], group.len() as u64);
+                if self.writev(&mut iovs[..group.len() + 1], group.len() as u64) {
+                    self.counters.gro_out += 1;
+                }
             }
             None => {
                 let f = &mut first.buf[first.offset..first.offset + first.len];
@@ -821,8 +828,8 @@ impl TunWriter<'_> {
         }
     }
 
-    /// One write of `iovs` to the TUN, counted as `packets` sent (or lost).
-    fn writev(&mut self, iovs: &mut [libc::iovec], packets: u64) {
+    /// One write of `iovs` to the TUN, counted as `packets` sent (or lost); true if sent.
+    fn writev(&mut self, iovs: &mut [libc::iovec], packets: u64) -> bool {
         // SAFETY: every iovec points at a live, readable buffer of its length.
         let r = unsafe { libc::writev(self.fd, iovs.as_ptr(), iovs.len() as libc::c_int) };
         if r < 0 {
@@ -835,8 +842,10 @@ impl TunWriter<'_> {
                     io::Error::last_os_error()
                 );
             }
+            false
         } else {
             self.counters.tx += packets;
+            true
         }
     }
 }
