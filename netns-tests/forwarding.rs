@@ -5,20 +5,14 @@
 //! forwarded.
 
 use crate::harness::{self, skip_unless_root, Netns};
-use crate::traffic::{exe, ping_ok, tcp_ok};
-use podfwd::config::Mode;
+use crate::traffic::{ping_ok, started_cluster, tcp_ok};
+use podfwd::config::{Backend, Mode};
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use std::time::Duration;
 
-/// Builds a cluster and starts podfwd on the nodes that run it.
+/// Builds a cluster and starts podfwd (AF_XDP) on the nodes that run it.
 fn cluster(tag: &str, spec: ClusterSpec) -> Cluster {
-    let mut c = Cluster::build(tag, spec).expect("build the cluster");
-    for i in 0..2 {
-        if spec.nodes[i] == NodeKind::Podfwd {
-            c.start_podfwd(i, exe()).expect("start podfwd");
-        }
-    }
-    c
+    started_cluster(tag, spec, Backend::AfXdp)
 }
 
 fn spec(mode: Mode, nodes: [NodeKind; 2]) -> ClusterSpec {

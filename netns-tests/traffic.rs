@@ -2,13 +2,25 @@
 //! between the demo cluster's pods, and a TCP transfer whose bytes are verified.
 
 use crate::harness;
-use podfwd::lab::{Cluster, SIDES};
+use podfwd::config::Backend;
+use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use std::path::Path;
 use std::time::Duration;
 
 /// The podfwd binary built for these tests.
 pub fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_podfwd"))
+}
+
+/// Builds the cluster `spec` with podfwd nodes on `backend` and starts podfwd on them.
+pub fn started_cluster(tag: &str, spec: ClusterSpec, backend: Backend) -> Cluster {
+    let mut c = Cluster::build_with_backend(tag, spec, backend).expect("build the cluster");
+    for i in 0..2 {
+        if spec.nodes[i] == NodeKind::Podfwd {
+            c.start_podfwd(i, exe()).expect("start podfwd");
+        }
+    }
+    c
 }
 
 /// Pings the other pod until a reply arrives (the first packets may be dropped while

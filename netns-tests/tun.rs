@@ -5,7 +5,7 @@
 //! pods into the TUN); the counters prove podfwd carried the traffic.
 
 use crate::harness::{self, skip_unless_root};
-use crate::traffic::{exe, ping_ok, tcp_ok};
+use crate::traffic::{ping_ok, started_cluster, tcp_ok};
 use podfwd::config::{Backend, Mode};
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use std::time::Duration;
@@ -24,14 +24,7 @@ fn cluster(tag: &str, mode: Mode, nodes: [NodeKind; 2]) -> Cluster {
 
 /// Builds the cluster `spec` with the TUN backend and starts its podfwd nodes.
 fn start(tag: &str, spec: ClusterSpec) -> Cluster {
-    let nodes = spec.nodes;
-    let mut c = Cluster::build_with_backend(tag, spec, Backend::Tun).expect("build the cluster");
-    for (i, kind) in nodes.iter().enumerate() {
-        if *kind == NodeKind::Podfwd {
-            c.start_podfwd(i, exe()).expect("start podfwd");
-        }
-    }
-    c
+    started_cluster(tag, spec, Backend::Tun)
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! scenarios send these from the peer node's underlay, so no VTEP on the generator's
 //! CPU limits the rate.
 
+use podfwd::wire::checksum;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -81,24 +82,6 @@ pub fn parse_ip(s: &str) -> Result<[u8; 4], String> {
         .map_err(|e| format!("bad IPv4 {s}: {e}"))
 }
 
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        sum += u32::from(*b) << 8;
-    }
-    sum
-}
-
-fn csum_fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// One Ethernet/IPv4/UDP frame of `spec.frame_len` bytes with complete checksums.
 pub fn build_frame(spec: &GenSpec, src_port: u16, ip_id: u16) -> Vec<u8> {
     let len = spec.frame_len.max(42);
@@ -115,7 +98,7 @@ pub fn build_frame(spec: &GenSpec, src_port: u16, ip_id: u16) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&spec.src_ip);
     ip[16..20].copy_from_slice(&spec.dst_ip);
-    let c = csum_fold(csum_add(0, ip));
+    let c = checksum::checksum(ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let udp_len = ip_len - 20;
     for (i, b) in f[42..].iter_mut().enumerate() {
@@ -125,11 +108,11 @@ pub fn build_frame(spec: &GenSpec, src_port: u16, ip_id: u16) -> Vec<u8> {
     udp[0..2].copy_from_slice(&src_port.to_be_bytes());
     udp[2..4].copy_from_slice(&9u16.to_be_bytes()); // discard
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    let mut sum = csum_add(0, &spec.src_ip);
-    sum = csum_add(sum, &spec.dst_ip);
+    let mut sum = checksum::add(0, &spec.src_ip);
+    sum = checksum::add(sum, &spec.dst_ip);
     sum += 17 + u32::from(udp_len);
-    sum = csum_add(sum, &f[34..len]);
-    let c = match csum_fold(sum) {
+    sum = checksum::add(sum, &f[34..len]);
+    let c = match !checksum::fold(sum) {
         0 => 0xffff,
         c => c,
     };
@@ -156,7 +139,7 @@ pub fn encapsulate(o: &VxlanOuter, inner: &[u8], flow: u16) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&o.src_ip);
     ip[16..20].copy_from_slice(&o.dst_ip);
-    let c = csum_fold(csum_add(0, ip));
+    let c = checksum::checksum(ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let udp = &mut f[34..42];
     udp[0..2].copy_from_slice(&(32768 | (flow & 0x7fff)).to_be_bytes());
@@ -324,11 +307,11 @@ mod tests {
         };
         let f = build_frame(&spec, 10_001, 7);
         assert_eq!(f.len(), 60);
-        assert_eq!(csum_fold(csum_add(0, &f[14..34])), 0);
-        let mut sum = csum_add(0, &f[26..34]);
+        assert_eq!(checksum::checksum(&f[14..34]), 0);
+        let mut sum = checksum::add(0, &f[26..34]);
         sum += 17 + 26;
-        sum = csum_add(sum, &f[34..]);
-        assert_eq!(csum_fold(sum), 0);
+        sum = checksum::add(sum, &f[34..]);
+        assert_eq!(!checksum::fold(sum), 0);
     }
 
     #[test]
@@ -357,7 +340,7 @@ mod tests {
         };
         assert_eq!(ip.header().source(), [10, 168, 0, 3]);
         assert_eq!(ip.header().destination(), [10, 168, 0, 2]);
-        assert_eq!(csum_fold(csum_add(0, &f[14..34])), 0);
+        assert_eq!(checksum::checksum(&f[14..34]), 0);
         let Some(etherparse::TransportSlice::Udp(udp)) = &p.transport else {
             panic!("outer UDP expected");
         };
