@@ -1,14 +1,23 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * podfwd_xdp: hands podfwd's AF_XDP workers the frames podfwd owns and gives every other
- * frame to the kernel with XDP_PASS. One instance per interface; the control thread sets
- * the interface's role and the node's addresses in `config` and the peer pod subnets in
- * `routes`, and registers one AF_XDP socket per rx queue in `xsks`. When no socket is
- * registered for a queue (podfwd starting, stopping, or a worker gone), owned frames fall
- * back to the kernel too. Maps and rules: docs/xdp.md.
+ * podfwd_xdp: hands podfwd's AF_XDP workers only the frames podfwd can forward to
+ * completion, and every other frame to the kernel with XDP_PASS, so the kernel keeps
+ * doing what it always did (ICMP errors, PMTU, fragmentation, IP options, ARP resolution
+ * and its queue, the node's own traffic, kube-proxy's NAT).
  *
- * Only helpers that are not GPL-only are used (map lookup, redirect_map), so the
- * program carries the project's license.
+ * One instance per interface; the control thread sets the interface's role and the
+ * node's addresses in `config`, the peer pod subnets in `routes`, the peers' node
+ * addresses in `vteps`, the interfaces podfwd forwards to in `ports`, and registers one
+ * AF_XDP socket per rx queue in `xsks`. When no socket is registered for a queue
+ * (podfwd starting, stopping, or a worker gone), owned frames fall back to the kernel.
+ *
+ * "Forward to completion" is decided with the kernel's own tables: bpf_fib_lookup()
+ * (route, egress device and its MTU, neighbour state, forwarding enabled) and, for TCP
+ * and UDP, bpf_xdp_ct_lookup() (a connection the kernel NATs must stay on the kernel
+ * path, or its replies would not be un-NATed). Rules and maps: docs/xdp.md.
+ *
+ * The FIB lookup helper and the conntrack kfuncs are GPL-only, so this program (and only
+ * it) is dual-licensed GPL-2.0/BSD-2-Clause; podfwd itself is Apache-2.0.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -22,6 +31,35 @@
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
+#define AF_INET 2
+#define VXLAN_HLEN 8
+#define VXLAN_FLAG_I 0x08
+
+/* include/uapi/linux/netfilter/nf_conntrack_common.h: IPS_SRC_NAT | IPS_DST_NAT */
+#define IPS_NAT_MASK 0x30
+#define BPF_F_CURRENT_NETNS (-1)
+
+/* The kernel's struct bpf_ct_opts (net/netfilter/nf_conntrack_bpf.c), first 12 bytes
+ * (NF_BPF_CT_OPTS_OLD_SZ: accepted by every kernel that has the kfunc). */
+struct bpf_ct_opts___podfwd {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u8 reserved[2];
+};
+
+/* Only `status` is read; its offset is relocated against the running kernel (CO-RE). */
+struct nf_conn {
+	unsigned long status;
+} __attribute__((preserve_access_index));
+
+/* Weak: a kernel without conntrack (or without the kfunc) loads the program anyway, and
+ * there is then no NAT to respect. */
+extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *ctx, struct bpf_sock_tuple *tuple,
+					 __u32 tuple__sz, struct bpf_ct_opts___podfwd *opts,
+					 __u32 opts__sz) __ksym __weak;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -37,6 +75,23 @@ struct {
 	__type(key, struct podfwd_route_key);
 	__type(value, __u32);
 } routes SEC(".maps");
+
+/* Peers' node addresses (network order): VXLAN from them is decapsulated here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PODFWD_MAX_VTEPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __be32);
+	__type(value, __u32);
+} vteps SEC(".maps");
+
+/* ifindex -> enum podfwd_port_kind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PODFWD_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} ports SEC(".maps");
 
 /* key_size/value_size instead of BTF types: XSKMAP does not take BTF key/value types,
  * and libbpf would warn and retry without them. */
@@ -94,6 +149,139 @@ static __always_inline int routes_own(__be32 daddr)
 	return value && (*value & PODFWD_ROUTE_OWNED);
 }
 
+static __always_inline int is_fragment(const struct iphdr *iph)
+{
+	return (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
+}
+
+/*
+ * Whether the kernel NATs this flow: a conntrack entry (either direction) with SNAT or
+ * DNAT. Its packets must take the kernel path, which rewrites them. `l4` points at the
+ * TCP/UDP ports of the packet `iph` (a header without options); other protocols are
+ * not looked up (bpf_xdp_ct_lookup takes TCP and UDP only).
+ */
+static __always_inline int kernel_nats(struct xdp_md *ctx, const struct iphdr *iph,
+				       const void *l4, const void *data_end, __u32 flags)
+{
+	struct bpf_ct_opts___podfwd opts = { .netns_id = BPF_F_CURRENT_NETNS };
+	struct bpf_sock_tuple tuple = {};
+	const __be16 *ports = l4;
+	struct nf_conn *ct;
+	int nat;
+
+	if (!(flags & PODFWD_F_CONNTRACK) || !bpf_xdp_ct_lookup)
+		return 0;
+	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
+		return 0;
+	if ((const void *)(ports + 2) > data_end)
+		return 0; /* no ports to look up: the forwarding decision needs none */
+	tuple.ipv4.saddr = iph->saddr;
+	tuple.ipv4.daddr = iph->daddr;
+	tuple.ipv4.sport = ports[0];
+	tuple.ipv4.dport = ports[1];
+	opts.l4proto = iph->protocol;
+	ct = bpf_xdp_ct_lookup(ctx, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
+	if (!ct)
+		return 0;
+	nat = (ct->status & IPS_NAT_MASK) != 0;
+	bpf_ct_release(ct);
+	return nat;
+}
+
+/*
+ * Asks the kernel's FIB what it would do with `iph` arriving on `ifindex`. 0 if it
+ * forwards it to an interface of kind `want` (a bit mask of 1 << enum podfwd_port_kind)
+ * with the next hop resolved and the packet fitting the egress MTU, otherwise the stat
+ * that says why the kernel must have it.
+ */
+static __always_inline __u32 kernel_forwards(struct xdp_md *ctx, const struct iphdr *iph,
+					     __u32 ifindex, __u32 want, __u32 flags)
+{
+	struct bpf_fib_lookup fib = {};
+	__u32 *kind;
+	long rc;
+
+	if (!(flags & PODFWD_F_KERNEL_FIB))
+		return 0;
+	fib.family = AF_INET;
+	fib.tos = iph->tos;
+	fib.l4_protocol = iph->protocol;
+	fib.tot_len = bpf_ntohs(iph->tot_len);
+	fib.ipv4_src = iph->saddr;
+	fib.ipv4_dst = iph->daddr;
+	fib.ifindex = ifindex;
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		break;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		return PODFWD_STAT_PASS_NO_NEIGH; /* the kernel queues it and resolves */
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return PODFWD_STAT_PASS_FRAG_NEEDED; /* ICMP frag needed, or fragments it */
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		return PODFWD_STAT_PASS_FWD_DISABLED; /* net.ipv4.ip_forward = 0 */
+	default:
+		return PODFWD_STAT_PASS_KERNEL_ROUTE; /* local, unreachable, blackhole, ... */
+	}
+	kind = bpf_map_lookup_elem(&ports, &fib.ifindex);
+	if (!kind || *kind > 31 || !((1u << *kind) & want))
+		return PODFWD_STAT_PASS_KERNEL_ROUTE; /* a device podfwd does not forward to */
+	return 0;
+}
+
+/* Offsets in a VXLAN frame whose outer IPv4 header has no options. */
+#define OUTER_UDP (sizeof(struct ethhdr) + sizeof(struct iphdr))
+#define OUTER_VXLAN (OUTER_UDP + sizeof(struct udphdr))
+#define INNER_ETH (OUTER_VXLAN + VXLAN_HLEN)
+#define INNER_IP (INNER_ETH + sizeof(struct ethhdr))
+#define INNER_L4 (INNER_IP + sizeof(struct iphdr))
+
+/*
+ * VXLAN to this node's port (outer header already checked, no options, not a
+ * fragment). Frames the pipeline drops (bad VXLAN header or VNI, unknown VTEP, inner
+ * frame not for our VTEP or malformed) are owned, so each drop keeps its reason, as
+ * before; a valid frame is owned only if its inner packet is one podfwd forwards to
+ * completion, else the kernel's VXLAN device decapsulates it.
+ */
+static __always_inline int classify_vxlan(struct xdp_md *ctx, const struct podfwd_config *cfg,
+					  const struct iphdr *iph, __u32 flags)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	const __u8 *vx = data + OUTER_VXLAN;
+	const struct ethhdr *ieth = data + INNER_ETH;
+	const struct iphdr *inner = data + INNER_IP;
+	__u32 vni, why, ifindex;
+
+	if ((void *)(inner + 1) > data_end)
+		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* too short: dropped as malformed */
+	vni = ((__u32)vx[4] << 16) | ((__u32)vx[5] << 8) | vx[6];
+	if (!(vx[0] & VXLAN_FLAG_I) || vni != cfg->vni || !bpf_map_lookup_elem(&vteps, &iph->saddr))
+		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* bad_vxlan, bad_vni, unknown_vtep */
+	if (!mac_equal(ieth->h_dest, cfg->vtep_mac))
+		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* wrong_inner_mac (kernel drops too) */
+	if (ieth->h_proto != bpf_htons(ETH_P_IP))
+		return pass(PODFWD_STAT_PASS_NON_IPV4); /* the kernel VTEP decapsulates it */
+	if (inner->version != 4 || inner->ihl < 5)
+		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* dropped as malformed */
+	if (inner->ihl != 5)
+		return pass(PODFWD_STAT_PASS_IP_OPTIONS);
+	if (is_fragment(inner))
+		return pass(PODFWD_STAT_PASS_FRAGMENT);
+	if (inner->ttl <= 1)
+		return pass(PODFWD_STAT_PASS_TTL); /* the kernel answers time exceeded */
+	if (inner->daddr == cfg->node_ip)
+		return pass(PODFWD_STAT_PASS_LOCAL);
+	if (kernel_nats(ctx, inner, data + INNER_L4, data_end, flags))
+		return pass(PODFWD_STAT_PASS_NAT); /* a Service reply: the kernel un-NATs it */
+	/* Decapsulated packets enter the kernel's routing on its VXLAN device. */
+	ifindex = cfg->vtep_ifindex ? cfg->vtep_ifindex : ctx->ingress_ifindex;
+	why = kernel_forwards(ctx, inner, ifindex, 1u << PODFWD_PORT_POD, flags);
+	if (why)
+		return pass(why);
+	return owned(ctx, PODFWD_STAT_OWNED_VXLAN);
+}
+
 SEC("xdp")
 int podfwd_xdp(struct xdp_md *ctx)
 {
@@ -103,7 +291,7 @@ int podfwd_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct iphdr *iph;
 	struct udphdr *udp;
-	__u32 zero = 0, role, flags;
+	__u32 zero = 0, role, flags, why;
 	__u16 tot_len;
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
@@ -135,17 +323,17 @@ int podfwd_xdp(struct xdp_md *ctx)
 		return pass(PODFWD_STAT_PASS_MALFORMED); /* total length disagrees with the frame */
 	if (iph->ihl != 5)
 		return pass(PODFWD_STAT_PASS_IP_OPTIONS); /* options (router alert, RR, TS): kernel */
+	if (is_fragment(iph))
+		return pass(PODFWD_STAT_PASS_FRAGMENT); /* reassembly, or fragments of NATed flows */
 
 	if (iph->daddr == cfg->node_ip) {
 		if (role == PODFWD_ROLE_UPLINK && (flags & PODFWD_F_VXLAN) &&
 		    iph->protocol == IPPROTO_UDP) {
-			if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-				return pass(PODFWD_STAT_PASS_FRAGMENT); /* podfwd does not reassemble */
 			udp = (void *)(iph + 1);
 			if ((void *)(udp + 1) > data_end)
 				return pass(PODFWD_STAT_PASS_MALFORMED); /* truncated UDP header */
 			if (udp->dest == cfg->vxlan_port)
-				return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* VXLAN ends here; outer TTL moot */
+				return classify_vxlan(ctx, cfg, iph, flags); /* outer TTL moot */
 		}
 		return pass(PODFWD_STAT_PASS_LOCAL); /* for the node itself */
 	}
@@ -156,15 +344,31 @@ int podfwd_xdp(struct xdp_md *ctx)
 	if (role == PODFWD_ROLE_UPLINK) {
 		if ((flags & PODFWD_F_LOCAL_PODS) && cfg->pod_mask &&
 		    (iph->daddr & cfg->pod_mask) == cfg->pod_net)
-			return owned(ctx, PODFWD_STAT_OWNED_LOCAL_PODS); /* host-gw inbound to our pods */
-		if ((flags & PODFWD_F_UPLINK_ROUTES) && routes_own(iph->daddr))
-			return owned(ctx, PODFWD_STAT_OWNED_ROUTE); /* transit to a peer subnet */
-		return pass(PODFWD_STAT_PASS_NOT_OWNED); /* routed by the kernel */
+			why = PODFWD_STAT_OWNED_LOCAL_PODS; /* host-gw inbound to our pods */
+		else if ((flags & PODFWD_F_UPLINK_ROUTES) && routes_own(iph->daddr))
+			why = PODFWD_STAT_OWNED_ROUTE; /* transit to a peer subnet */
+		else
+			return pass(PODFWD_STAT_PASS_NOT_OWNED); /* routed by the kernel */
+	} else if (routes_own(iph->daddr)) {
+		why = PODFWD_STAT_OWNED_ROUTE; /* pod traffic to a peer subnet */
+	} else {
+		return pass(PODFWD_STAT_PASS_NOT_OWNED); /* pod to node, local pod, or the outside */
 	}
 
-	if (routes_own(iph->daddr))
-		return owned(ctx, PODFWD_STAT_OWNED_ROUTE); /* pod traffic to a peer subnet */
-	return pass(PODFWD_STAT_PASS_NOT_OWNED); /* pod to node, local pod, or the outside */
+	if (kernel_nats(ctx, iph, iph + 1, data_end, flags))
+		return pass(PODFWD_STAT_PASS_NAT); /* the kernel rewrites this flow */
+	{
+		/* Pod side: out to a peer (uplink for host-gw, the VTEP for VXLAN);
+		 * uplink: in to a local pod, or transit out again. */
+		__u32 want = role == PODFWD_ROLE_POD || why == PODFWD_STAT_OWNED_ROUTE
+				     ? (1u << PODFWD_PORT_UPLINK) | (1u << PODFWD_PORT_VTEP)
+				     : 1u << PODFWD_PORT_POD;
+		__u32 fib = kernel_forwards(ctx, iph, ctx->ingress_ifindex, want, flags);
+
+		if (fib)
+			return pass(fib);
+	}
+	return owned(ctx, why);
 }
 
-char LICENSE[] SEC("license") = "Apache-2.0";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Layout of podfwd_xdp's maps, shared by the BPF program and mirrored by src/xdp.rs.
  * Keep both in step: Classifier::load checks every key and value size against the
@@ -13,6 +13,9 @@
 #define PODFWD_MAX_QUEUES 64
 /* LPM trie entries (peer pod subnets); BPF_F_NO_PREALLOC, so unused entries cost nothing. */
 #define PODFWD_MAX_ROUTES 16384
+/* Known VTEPs (peer node addresses) and interfaces podfwd forwards to. */
+#define PODFWD_MAX_VTEPS 16384
+#define PODFWD_MAX_PORTS 256
 
 /* podfwd_config.role: which ownership rules apply on this interface. */
 enum podfwd_role {
@@ -26,6 +29,8 @@ enum podfwd_role {
 #define PODFWD_F_LOCAL_PODS (1u << 1)	/* uplink: own IPv4 to the local pod CIDR (host-gw) */
 #define PODFWD_F_UPLINK_ROUTES (1u << 2) /* uplink: own IPv4 to the `routes` (transit) */
 #define PODFWD_F_OWN_MAC_ONLY (1u << 3) /* pass unicast frames not sent to `mac` */
+#define PODFWD_F_KERNEL_FIB (1u << 4)	/* own only what the kernel's FIB forwards to a port */
+#define PODFWD_F_CONNTRACK (1u << 5)	/* pass flows the kernel NATs (conntrack lookup) */
 
 /* The single entry of the `config` ARRAY. Addresses and the port in network order. */
 struct podfwd_config {
@@ -36,7 +41,11 @@ struct podfwd_config {
 	__be32 pod_mask; /* its netmask; 0 disables the local-pods rule */
 	__be16 vxlan_port;
 	__u8 mac[6];	 /* this interface's MAC */
-	__u32 reserved;
+	__u32 vni;	 /* VXLAN network identifier, host order */
+	__u32 vtep_ifindex; /* the kernel's VXLAN device (decapsulated lookups enter there) */
+	__u8 vtep_mac[6];   /* own VTEP MAC: inner destination of VXLAN to this node */
+	__u16 reserved;
+	__u32 reserved2;
 };
 
 /* Key of the `routes` LPM trie: prefix length, then the address in network order. */
@@ -47,6 +56,14 @@ struct podfwd_route_key {
 
 /* Value of the `routes` LPM trie. 0 carves an exception out of a covering prefix. */
 #define PODFWD_ROUTE_OWNED 1u
+
+/* Values of the `ports` hash (key: ifindex): what a kernel FIB result's egress device is
+ * to podfwd. A result whose device is not in the map is the kernel's to forward. */
+enum podfwd_port_kind {
+	PODFWD_PORT_UPLINK = 1,
+	PODFWD_PORT_POD = 2,
+	PODFWD_PORT_VTEP = 3, /* the kernel VXLAN device: podfwd encapsulates itself */
+};
 
 /* Indices of the `stats` PERCPU_ARRAY. Append only; src/xdp.rs names them in this order. */
 enum podfwd_stat {
@@ -62,10 +79,15 @@ enum podfwd_stat {
 	PODFWD_STAT_PASS_VLAN,		/* passed: 802.1Q / 802.1ad tagged */
 	PODFWD_STAT_PASS_NON_IPV4,	/* passed: ARP, IPv6, anything not IPv4 */
 	PODFWD_STAT_PASS_IP_OPTIONS,	/* passed: IPv4 header with options */
-	PODFWD_STAT_PASS_FRAGMENT,	/* passed: fragment addressed to the node */
+	PODFWD_STAT_PASS_FRAGMENT,	/* passed: a fragment */
 	PODFWD_STAT_PASS_TTL,		/* passed: TTL <= 1 (kernel sends time exceeded) */
 	PODFWD_STAT_PASS_LOCAL,		/* passed: to the node's own address */
 	PODFWD_STAT_PASS_NOT_OWNED,	/* passed: IPv4 that matches no rule */
+	PODFWD_STAT_PASS_NO_NEIGH,	/* passed: next hop not resolved (kernel queues, ARPs) */
+	PODFWD_STAT_PASS_FRAG_NEEDED,	/* passed: too big for the egress MTU (ICMP, fragments) */
+	PODFWD_STAT_PASS_FWD_DISABLED,	/* passed: IP forwarding off on the ingress device */
+	PODFWD_STAT_PASS_KERNEL_ROUTE,	/* passed: the kernel routes it elsewhere (local, ...) */
+	PODFWD_STAT_PASS_NAT,		/* passed: a flow the kernel NATs (conntrack) */
 	PODFWD_STAT__MAX,
 };
 

@@ -46,6 +46,9 @@ fn settings() -> Settings {
         node_ip: NODE_IP,
         vxlan_port: VXLAN_PORT,
         pod_cidr: "10.244.0.0/24".parse().unwrap(),
+        vni: 1,
+        vtep_mac: [0x0e, 0, 0, 0, 0, 0x0a],
+        vtep_ifindex: 0,
     }
 }
 

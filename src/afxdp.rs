@@ -15,6 +15,7 @@
 //! (once per batch per port, only when the ring asks for it) and poll() when idle.
 
 use crate::counters::{Counters, DropReason, SharedCounters};
+use crate::handoff::Handoff;
 use crate::nexthop::PortId;
 use crate::pipeline::{Packet, Pipeline, Verdict, MAX_BATCH};
 use std::io;
@@ -273,6 +274,9 @@ pub struct Worker {
     counters: Counters,
     shared: Arc<SharedCounters>,
     misses: Arc<Misses>,
+    /// Where frames the pipeline cannot finish go: the kernel's slow path. `None` only
+    /// in tests that run a worker without it (such frames are then dropped, counted).
+    handoff: Option<Arc<Handoff>>,
 }
 
 impl Worker {
@@ -281,6 +285,7 @@ impl Worker {
         pipeline: Pipeline,
         shared: Arc<SharedCounters>,
         misses: Arc<Misses>,
+        handoff: Option<Arc<Handoff>>,
     ) -> Self {
         Worker {
             sockets,
@@ -288,6 +293,7 @@ impl Worker {
             counters: Counters::default(),
             shared,
             misses,
+            handoff,
         }
     }
 
@@ -448,18 +454,37 @@ impl Worker {
                     }
                 }
                 // The classifier passes the kernel's traffic before it reaches us; what
-                // the pipeline still hands to the kernel (TTL expired after decap, a
-                // Local route) is counted as to_kernel and recycled.
-                Verdict::Drop(DropReason::NeighbourUnresolved) => {
-                    // The pipeline leaves `offset` at the (inner) Ethernet header.
-                    let ip = pkt.offset + 30;
-                    if let Some(b) = pkt.buf.get(ip..ip + 4) {
-                        self.misses
-                            .push(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                // still turns out to be the kernel's here (TTL expired after decap, a
+                // Local route, a next hop gone unresolved, too big, a route podfwd's
+                // FIB does not have yet) is handed to it, never lost: the kernel queues
+                // it for ARP, answers ICMP, fragments, or routes it.
+                Verdict::ToKernel => {
+                    let handed = hand_off(self.handoff.as_deref(), pkt, &mut self.counters);
+                    if !handed {
+                        self.counters.drop(DropReason::HandoffFailed);
                     }
                     s.free.push(*d)
                 }
-                Verdict::ToKernel | Verdict::Drop(_) => s.free.push(*d),
+                Verdict::Drop(
+                    r @ (DropReason::NeighbourUnresolved
+                    | DropReason::Mtu
+                    | DropReason::NoRoute
+                    | DropReason::Fragment),
+                ) => {
+                    if r == DropReason::NeighbourUnresolved {
+                        // The pipeline leaves `offset` at the (inner) Ethernet header.
+                        let ip = pkt.offset + 30;
+                        if let Some(b) = pkt.buf.get(ip..ip + 4) {
+                            self.misses
+                                .push(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        }
+                    }
+                    if hand_off(self.handoff.as_deref(), pkt, &mut self.counters) {
+                        self.counters.undrop(r);
+                    }
+                    s.free.push(*d)
+                }
+                Verdict::Drop(_) => s.free.push(*d),
             }
         }
         pkts.clear();
@@ -500,6 +525,35 @@ impl Worker {
             }
         }
         Ok(n)
+    }
+}
+
+/// Hands the IPv4 packet of `pkt` (an Ethernet frame; the inner one after decap) to
+/// the kernel; true if the kernel took it (counted as `handoff`).
+#[cold]
+#[inline(never)]
+fn hand_off(handoff: Option<&Handoff>, pkt: &mut Packet<'_>, ctrs: &mut Counters) -> bool {
+    let Some(h) = handoff else {
+        return false;
+    };
+    let Some(end) = pkt.offset.checked_add(pkt.len) else {
+        return false;
+    };
+    let Some(frame) = pkt.buf.get_mut(pkt.offset..end) else {
+        return false;
+    };
+    if frame.len() <= crate::wire::ethernet::HEADER_LEN {
+        return false;
+    }
+    // A veth sender may have left the TCP/UDP checksum partial; the kernel (conntrack,
+    // local delivery) must see a complete one.
+    crate::partial_csum::complete(frame);
+    match h.send(&frame[crate::wire::ethernet::HEADER_LEN..]) {
+        Ok(()) => {
+            ctrs.handoff += 1;
+            true
+        }
+        Err(_) => false,
     }
 }
 

@@ -23,6 +23,11 @@ pub struct StatsReply {
     pub total: BTreeMap<String, u64>,
     /// The same per worker, in core order.
     pub workers: Vec<WorkerStats>,
+    /// AF_XDP backend: the XDP classifier's counters per interface (`redirected`,
+    /// `owned_*`, `pass_*`): how many frames went to podfwd and how many to the kernel,
+    /// and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub classifier: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +52,19 @@ impl StatsReply {
                     counters: c.named().into_iter().collect(),
                 })
                 .collect(),
+            classifier: BTreeMap::new(),
         }
+    }
+
+    /// Adds one interface's classifier counters.
+    pub fn with_classifier(
+        mut self,
+        iface: &str,
+        counters: impl IntoIterator<Item = (String, u64)>,
+    ) -> StatsReply {
+        self.classifier
+            .insert(iface.to_string(), counters.into_iter().collect());
+        self
     }
 
     /// A human-readable table: totals, non-zero drops, per-worker rx/tx.
@@ -78,6 +95,23 @@ impl StatsReply {
                 g("rx"),
                 g("tx")
             ));
+        }
+        for (iface, c) in &self.classifier {
+            let g = |k: &str| c.get(k).copied().unwrap_or(0);
+            let to_kernel: u64 = c
+                .iter()
+                .filter(|(k, _)| k.starts_with("pass_"))
+                .map(|(_, v)| v)
+                .sum::<u64>()
+                + g("no_socket");
+            s.push_str(&format!(
+                "  classifier on {iface}: to podfwd {} to kernel {to_kernel}",
+                g("redirected")
+            ));
+            for (k, v) in c.iter().filter(|(k, v)| k.starts_with("pass_") && **v > 0) {
+                s.push_str(&format!(" {k}={v}"));
+            }
+            s.push('\n');
         }
         s
     }

@@ -37,10 +37,13 @@ pub enum DropReason {
     Fragment,
     /// The backend lent a frame without enough headroom to encapsulate.
     NoHeadroom,
+    /// A frame for the kernel's slow path could not be handed to it (the hand-off
+    /// device refused the write).
+    HandoffFailed,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -55,6 +58,7 @@ impl DropReason {
         DropReason::WrongInnerMac,
         DropReason::Fragment,
         DropReason::NoHeadroom,
+        DropReason::HandoffFailed,
     ];
 
     /// A stable snake_case name for stats output.
@@ -73,6 +77,7 @@ impl DropReason {
             DropReason::WrongInnerMac => "wrong_inner_mac",
             DropReason::Fragment => "fragment",
             DropReason::NoHeadroom => "no_headroom",
+            DropReason::HandoffFailed => "handoff_failed",
         }
     }
 }
@@ -107,6 +112,10 @@ pub struct Counters {
     pub tso_in: u64,
     /// TUN backend: super-packets of merged TCP segments written to the TUN (GRO).
     pub gro_out: u64,
+    /// AF_XDP backend: frames handed back to the kernel's slow path (the pipeline's
+    /// `to_kernel` frames, and frames it could not finish: next hop unresolved, too big,
+    /// no route in podfwd's FIB); see `crate::handoff`.
+    pub handoff: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -115,6 +124,13 @@ impl Counters {
     #[inline]
     pub fn drop(&mut self, r: DropReason) {
         self.drops[r as usize] += 1;
+    }
+
+    /// Takes back a drop the pipeline counted for a frame the backend then handed to
+    /// the kernel instead.
+    #[inline]
+    pub fn undrop(&mut self, r: DropReason) {
+        self.drops[r as usize] = self.drops[r as usize].saturating_sub(1);
     }
 
     pub fn drops_of(&self, r: DropReason) -> u64 {
@@ -137,6 +153,7 @@ impl Counters {
         self.ring_full += o.ring_full;
         self.tso_in += o.tso_in;
         self.gro_out += o.gro_out;
+        self.handoff += o.handoff;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -144,12 +161,12 @@ impl Counters {
 }
 
 /// The number of `u64` fields in [`Counters`], in the order of [`Counters::fields`].
-const FIELDS: usize = 10 + DropReason::COUNT;
+const FIELDS: usize = 11 + DropReason::COUNT;
 
 impl Counters {
     fn fields(&self) -> [u64; FIELDS] {
         let mut f = [0u64; FIELDS];
-        f[..10].copy_from_slice(&[
+        f[..11].copy_from_slice(&[
             self.rx,
             self.forwarded,
             self.encapsulated,
@@ -160,14 +177,15 @@ impl Counters {
             self.ring_full,
             self.tso_in,
             self.gro_out,
+            self.handoff,
         ]);
-        f[10..].copy_from_slice(&self.drops);
+        f[11..].copy_from_slice(&self.drops);
         f
     }
 
     fn from_fields(f: &[u64; FIELDS]) -> Counters {
         let mut drops = [0u64; DropReason::COUNT];
-        drops.copy_from_slice(&f[10..]);
+        drops.copy_from_slice(&f[11..]);
         Counters {
             rx: f[0],
             forwarded: f[1],
@@ -179,6 +197,7 @@ impl Counters {
             ring_full: f[7],
             tso_in: f[8],
             gro_out: f[9],
+            handoff: f[10],
             drops,
         }
     }
@@ -196,6 +215,7 @@ impl Counters {
             ("ring_full", self.ring_full),
             ("tso_in", self.tso_in),
             ("gro_out", self.gro_out),
+            ("handoff", self.handoff),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), *v))
@@ -260,6 +280,9 @@ mod tests {
             &mut c.tx,
             &mut c.batches,
             &mut c.ring_full,
+            &mut c.tso_in,
+            &mut c.gro_out,
+            &mut c.handoff,
         ]
         .into_iter()
         .enumerate()
@@ -276,7 +299,7 @@ mod tests {
         assert_eq!(named[0], ("rx".to_string(), 1));
         assert_eq!(
             named.last().unwrap(),
-            &("drop_no_headroom".to_string(), 112)
+            &("drop_handoff_failed".to_string(), 113)
         );
     }
 

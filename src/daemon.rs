@@ -10,13 +10,15 @@ use crate::afxdp::{Misses, QueueBinding, SocketSettings, Worker, WorkerSockets};
 use crate::config::XdpMode;
 use crate::control::{ControlServer, StatsReply};
 use crate::counters::{Counters, DropReason, SharedCounters};
+use crate::handoff::Handoff;
 use crate::lpm::LpmConfig;
 use crate::netlink::{self, Interface, NeighbourMonitor};
 use crate::nexthop::PortId;
 use crate::pipeline::{FibParams, FibWriter, NodeParams, Pipeline, PortInfo};
 use crate::plan::Plan;
+use crate::plan::PortRole;
 use crate::wire::MacAddr;
-use crate::xdp::{peer_subnets, Classifier, Ownership, Role, Settings};
+use crate::xdp::{peer_subnets, Classifier, Ownership, PortKind, Role, Settings};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,6 +130,10 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     for r in &plan.routes {
         fib.set_route(r.prefix, r.next_hop)?;
     }
+    // Every peer may send VXLAN (auto mode's on-link peers too, as a flannel node
+    // without DirectRouting does), as the kernel's VTEP would accept it.
+    let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
+    fib.set_known_vteps(&peer_ips);
     let mut monitor = NeighbourMonitor::new()?;
     // The kernel's NUD state of each neighbour: podfwd's forwarding never confirms an
     // entry, so STALE next hops are re-probed (a silently changed MAC is found).
@@ -140,15 +146,38 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     }
 
     let control = ControlServer::bind(&plan.control.socket)?;
+    let vtep_ifindex = program_kernel(plan)?;
     eprintln!(
         "podfwd: loading the XDP classifier on {} interfaces",
         plan.ports.len()
     );
 
+    // The kernel's slow path: forwarding must be on (the classifier passes everything
+    // podfwd cannot finish to the kernel, which must then route it), and a hand-off
+    // device takes what turns out exceptional in a worker.
+    warn_if_forwarding_off();
+    let handoff = Arc::new(Handoff::open()?);
+
     // Classifiers (loaded, configured, not yet attached).
-    let settings = Settings::from_plan(plan);
+    let mut settings = Settings::from_plan(plan);
+    settings.vtep_ifindex = vtep_ifindex;
     let ownership = Ownership::for_mode(plan.dataplane.mode);
     let owned_routes = peer_subnets(plan);
+    let mut kinds: Vec<(u32, PortKind)> = plan
+        .ports
+        .iter()
+        .zip(&ifaces)
+        .map(|(p, i)| {
+            let kind = match p.role {
+                PortRole::Uplink => PortKind::Uplink,
+                _ => PortKind::Pod,
+            };
+            (i.index, kind)
+        })
+        .collect();
+    if vtep_ifindex != 0 {
+        kinds.push((vtep_ifindex, PortKind::Vtep));
+    }
     let mut classifiers = Vec::with_capacity(plan.ports.len());
     for port in &plan.ports {
         let role = Role::from_port_role(port.role).ok_or_else(|| DaemonError::Interface {
@@ -158,6 +187,8 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
         let c = Classifier::load(&port.name, role, &settings)?;
         c.set_ownership(&ownership)?;
         c.set_routes(&owned_routes)?;
+        c.set_vteps(&peer_ips)?;
+        c.set_ports(&kinds)?;
         classifiers.push(c);
     }
 
@@ -225,6 +256,7 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
             Pipeline::new(node, reader.clone()),
             shared.clone(),
             misses.clone(),
+            Some(handoff.clone()),
         );
         let stop = worker_stop.clone();
         let thread = std::thread::Builder::new()
@@ -317,7 +349,16 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
                 .map(|w| (w.core, w.shared.snapshot()))
                 .collect()
         };
-        control.serve_pending(|| StatsReply::new(started.elapsed(), &snapshot()));
+        control.serve_pending(|| {
+            let mut reply = StatsReply::new(started.elapsed(), &snapshot());
+            for c in &classifiers {
+                if let Ok(st) = c.stats() {
+                    let named = st.iter().map(|(s, v)| (s.name().to_string(), v));
+                    reply = reply.with_classifier(c.iface(), named);
+                }
+            }
+            reply
+        });
         if let Some(every) = stats_interval {
             if last_print.0.elapsed() >= every {
                 let mut total = Counters::default();
@@ -375,6 +416,25 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
         total.total_drops()
     );
     result
+}
+
+/// Programs the node's kernel as flanneld would (the slow path under podfwd); returns
+/// the ifindex of the kernel's VXLAN device, 0 when there is none.
+fn program_kernel(_plan: &Plan) -> Result<u32, DaemonError> {
+    Ok(netlink::interface("podfwd.1").map_or(0, |i| i.index))
+}
+
+/// Warns when IPv4 forwarding is off in this namespace: the kernel then forwards
+/// nothing podfwd passes to it (ICMP errors, first packets, NAT), and the classifier
+/// passes everything (its FIB lookups answer "forwarding disabled").
+fn warn_if_forwarding_off() {
+    match std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
+        Ok(v) if v.trim() == "1" => {}
+        Ok(_) => eprintln!(
+            "podfwd: warning: net.ipv4.ip_forward = 0: the kernel slow path cannot forward,              and the classifier hands every frame to it, so nothing is forwarded; set              `sysctl -w net.ipv4.ip_forward=1` (every Kubernetes node has it)"
+        ),
+        Err(e) => eprintln!("podfwd: warning: reading net.ipv4.ip_forward: {e}"),
+    }
 }
 
 /// Attaches a classifier, falling back from native to generic XDP with a warning.

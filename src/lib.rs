@@ -17,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod handoff;
 pub mod lab;
 pub mod lpm;
 pub mod netlink;

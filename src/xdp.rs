@@ -59,9 +59,15 @@ const MAP_CONFIG: &str = "config";
 const MAP_ROUTES: &str = "routes";
 const MAP_XSKS: &str = "xsks";
 const MAP_STATS: &str = "stats";
+const MAP_VTEPS: &str = "vteps";
+const MAP_PORTS: &str = "ports";
+/// Entries of the `vteps` hash (peer node addresses).
+pub const MAX_VTEPS: u32 = 16384;
+/// Entries of the `ports` hash (interfaces podfwd forwards to).
+pub const MAX_PORTS: u32 = 256;
 
-/// `struct podfwd_config`, 32 bytes.
-const CONFIG_SIZE: usize = 32;
+/// `struct podfwd_config`, 48 bytes.
+const CONFIG_SIZE: usize = 48;
 /// `struct podfwd_route_key`: u32 prefix length, then the address in network order.
 const ROUTE_KEY_SIZE: usize = 8;
 /// `PODFWD_ROUTE_OWNED`.
@@ -74,6 +80,8 @@ const F_VXLAN: u32 = 1 << 0;
 const F_LOCAL_PODS: u32 = 1 << 1;
 const F_UPLINK_ROUTES: u32 = 1 << 2;
 const F_OWN_MAC_ONLY: u32 = 1 << 3;
+const F_KERNEL_FIB: u32 = 1 << 4;
+const F_CONNTRACK: u32 = 1 << 5;
 
 /// Verifier log buffer: plenty for this program's log at level 1.
 const VERIFIER_LOG_SIZE: usize = 1 << 20;
@@ -131,17 +139,42 @@ pub struct Settings {
     pub vxlan_port: u16,
     /// The local pod CIDR (host-gw inbound on the uplink). A /0 disables that rule.
     pub pod_cidr: Ipv4Net,
+    /// VXLAN network identifier: VXLAN with another VNI is left to the pipeline's drop.
+    pub vni: u32,
+    /// Own VTEP MAC: the inner destination of VXLAN frames podfwd decapsulates.
+    pub vtep_mac: [u8; 6],
+    /// ifindex of the kernel's VXLAN device (the slow path's VTEP): decapsulated
+    /// packets are looked up in the kernel FIB as arriving there. 0: none (lookups enter
+    /// on the uplink).
+    pub vtep_ifindex: u32,
 }
 
 impl Settings {
-    /// The settings of a resolved plan.
+    /// The settings of a resolved plan (`vtep_ifindex` 0: the caller sets it once the
+    /// kernel's VXLAN device exists).
     pub fn from_plan(plan: &Plan) -> Settings {
         Settings {
             node_ip: plan.node.ip,
             vxlan_port: plan.node.vxlan_port,
             pod_cidr: plan.node.pod_cidr,
+            vni: plan.node.vni,
+            vtep_mac: plan.node.vtep_mac.map_or([0; 6], |m| m.0),
+            vtep_ifindex: 0,
         }
     }
+}
+
+/// What an interface in the kernel FIB's answer is to podfwd (the `ports` map): the
+/// classifier owns a frame only when the kernel would forward it to one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// The underlay interface (host-gw next hops).
+    Uplink = 1,
+    /// A pod-facing interface podfwd serves (local pods).
+    Pod = 2,
+    /// The kernel's VXLAN device: routes through it are VXLAN peers podfwd encapsulates
+    /// itself.
+    Vtep = 3,
 }
 
 /// Which rules make a frame podfwd's (the `flags` of the `config` map). A pod interface
@@ -158,6 +191,13 @@ pub struct Ownership {
     /// Pass unicast frames not addressed to the interface's own MAC (the kernel drops
     /// them as PACKET_OTHERHOST; podfwd forwarding them would duplicate flooded frames).
     pub own_mac_only: bool,
+    /// Own a frame only if the kernel's FIB (`bpf_fib_lookup`) forwards it to one of the
+    /// `ports` with its next hop resolved, within the egress MTU and with forwarding on;
+    /// everything else is the kernel's (ARP queue, ICMP, fragmentation).
+    pub kernel_fib: bool,
+    /// Pass TCP/UDP flows that the kernel's conntrack NATs (`bpf_xdp_ct_lookup`), so
+    /// kube-proxy's Service translation stays on the kernel path.
+    pub conntrack: bool,
 }
 
 impl Default for Ownership {
@@ -168,6 +208,8 @@ impl Default for Ownership {
             local_pods: true,
             routes_on_uplink: false,
             own_mac_only: true,
+            kernel_fib: true,
+            conntrack: true,
         }
     }
 }
@@ -188,6 +230,8 @@ impl Ownership {
             (self.local_pods, F_LOCAL_PODS),
             (self.routes_on_uplink, F_UPLINK_ROUTES),
             (self.own_mac_only, F_OWN_MAC_ONLY),
+            (self.kernel_fib, F_KERNEL_FIB),
+            (self.conntrack, F_CONNTRACK),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -200,6 +244,8 @@ impl Ownership {
             local_pods: flags & F_LOCAL_PODS != 0,
             routes_on_uplink: flags & F_UPLINK_ROUTES != 0,
             own_mac_only: flags & F_OWN_MAC_ONLY != 0,
+            kernel_fib: flags & F_KERNEL_FIB != 0,
+            conntrack: flags & F_CONNTRACK != 0,
         }
     }
 }
@@ -225,6 +271,9 @@ fn config_bytes(role: Role, s: &Settings, own: &Ownership, mac: [u8; 6]) -> [u8;
     b[16..20].copy_from_slice(&net.netmask().octets());
     b[20..22].copy_from_slice(&s.vxlan_port.to_be_bytes());
     b[22..28].copy_from_slice(&mac);
+    b[28..32].copy_from_slice(&s.vni.to_ne_bytes());
+    b[32..36].copy_from_slice(&s.vtep_ifindex.to_ne_bytes());
+    b[36..42].copy_from_slice(&s.vtep_mac);
     b
 }
 
@@ -237,10 +286,14 @@ fn config_from_bytes(b: &[u8; CONFIG_SIZE]) -> (Settings, Ownership) {
     let flags = u32::from_ne_bytes(b[4..8].try_into().expect("4 bytes"));
     let mask = addr(16..20);
     let prefix = u32::from(mask).leading_ones() as u8;
+    let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let settings = Settings {
         node_ip: addr(8..12),
         vxlan_port: u16::from_be_bytes([b[20], b[21]]),
         pod_cidr: Ipv4Net::new(addr(12..16), prefix).expect("prefix <= 32"),
+        vni: u32_at(28),
+        vtep_ifindex: u32_at(32),
+        vtep_mac: b[36..42].try_into().expect("6 bytes"),
     };
     (settings, Ownership::from_flags(flags))
 }
@@ -291,7 +344,7 @@ pub enum Stat {
     PassNonIpv4,
     /// Passed: IPv4 with options.
     PassIpOptions,
-    /// Passed: a fragment addressed to the node (podfwd does not reassemble).
+    /// Passed: a fragment (podfwd does not reassemble; the kernel tracks NATed flows).
     PassFragment,
     /// Passed: TTL <= 1, so the kernel answers with ICMP time exceeded.
     PassTtl,
@@ -299,10 +352,22 @@ pub enum Stat {
     PassLocal,
     /// Passed: IPv4 that matches no ownership rule.
     PassNotOwned,
+    /// Passed: the kernel has no usable MAC for the next hop yet (it queues the frame
+    /// and resolves it).
+    PassNoNeigh,
+    /// Passed: too big for the egress MTU (the kernel sends frag needed or fragments).
+    PassFragNeeded,
+    /// Passed: IP forwarding is off on the ingress interface (`net.ipv4.ip_forward`).
+    PassFwdDisabled,
+    /// Passed: the kernel routes it somewhere podfwd does not forward to (the node
+    /// itself, an unreachable or blackhole route, another device).
+    PassKernelRoute,
+    /// Passed: a TCP/UDP flow the kernel NATs (a kube-proxy Service connection).
+    PassNat,
 }
 
 impl Stat {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 21;
     pub const ALL: [Stat; Self::COUNT] = [
         Stat::Redirected,
         Stat::NoSocket,
@@ -320,6 +385,11 @@ impl Stat {
         Stat::PassTtl,
         Stat::PassLocal,
         Stat::PassNotOwned,
+        Stat::PassNoNeigh,
+        Stat::PassFragNeeded,
+        Stat::PassFwdDisabled,
+        Stat::PassKernelRoute,
+        Stat::PassNat,
     ];
 
     /// A stable snake_case name for stats output.
@@ -341,6 +411,11 @@ impl Stat {
             Stat::PassTtl => "pass_ttl",
             Stat::PassLocal => "pass_local",
             Stat::PassNotOwned => "pass_not_owned",
+            Stat::PassNoNeigh => "pass_no_neigh",
+            Stat::PassFragNeeded => "pass_frag_needed",
+            Stat::PassFwdDisabled => "pass_fwd_disabled",
+            Stat::PassKernelRoute => "pass_kernel_route",
+            Stat::PassNat => "pass_nat",
         }
     }
 
@@ -529,6 +604,12 @@ pub enum XdpError {
     QueueOutOfRange { queue: u32 },
     #[error("{count} routes do not fit in the classifier's {MAX_ROUTES}-entry trie")]
     TooManyRoutes { count: usize },
+    #[error("{count} entries do not fit in the classifier's {max}-entry {map} map")]
+    TooManyEntries {
+        map: &'static str,
+        count: usize,
+        max: u32,
+    },
     #[error("the embedded BPF object does not match this build of podfwd: {what}")]
     ObjectMismatch { what: String },
     #[error("{action} on {iface:?} failed: {source}")]
@@ -648,6 +729,8 @@ impl Classifier {
             ),
             (MAP_XSKS, MapType::Xskmap, 4, 4, MAX_QUEUES),
             (MAP_STATS, MapType::PercpuArray, 4, 8, Stat::COUNT as u32),
+            (MAP_VTEPS, MapType::Hash, 4, 4, MAX_VTEPS),
+            (MAP_PORTS, MapType::Hash, 4, 4, MAX_PORTS),
         ];
         for (name, ty, key, value, entries) in expect {
             let m = self.map(name)?;
@@ -938,6 +1021,71 @@ impl Classifier {
         let mut out: Vec<Ipv4Net> = routes.keys().filter_map(|k| route_from_key(&k)).collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Replaces the known VTEPs (peer node addresses whose VXLAN is decapsulated here):
+    /// new entries first, then stale ones removed.
+    pub fn set_vteps(&self, vteps: &[Ipv4Addr]) -> Result<(), XdpError> {
+        let keys: BTreeSet<[u8; 4]> = vteps.iter().map(|ip| ip.octets()).collect();
+        if keys.len() > MAX_VTEPS as usize {
+            return Err(XdpError::TooManyEntries {
+                map: MAP_VTEPS,
+                count: keys.len(),
+                max: MAX_VTEPS,
+            });
+        }
+        self.replace_hash(MAP_VTEPS, keys.iter().map(|k| (*k, 1u32)), "known VTEP")
+    }
+
+    /// Replaces the interfaces podfwd forwards to (`(ifindex, kind)`).
+    pub fn set_ports(&self, ports: &[(u32, PortKind)]) -> Result<(), XdpError> {
+        if ports.len() > MAX_PORTS as usize {
+            return Err(XdpError::TooManyEntries {
+                map: MAP_PORTS,
+                count: ports.len(),
+                max: MAX_PORTS,
+            });
+        }
+        self.replace_hash(
+            MAP_PORTS,
+            ports.iter().map(|(i, k)| (i.to_ne_bytes(), *k as u32)),
+            "port",
+        )
+    }
+
+    /// Writes `entries` into the 4-byte-keyed hash `name`, then deletes the keys not
+    /// among them: an entry kept across the call never disappears in between.
+    fn replace_hash(
+        &self,
+        name: &str,
+        entries: impl Iterator<Item = ([u8; 4], u32)>,
+        what: &str,
+    ) -> Result<(), XdpError> {
+        let map = self.map(name)?;
+        let mut wanted = BTreeSet::new();
+        for (key, value) in entries {
+            map.update(&key, &value.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|e| bpf_error(format!("adding {what} {key:?}"), &self.iface, e))?;
+            wanted.insert(key);
+        }
+        let stale: Vec<Vec<u8>> = map
+            .keys()
+            .filter(|k| !wanted.iter().any(|w| w[..] == k[..]))
+            .collect();
+        for key in stale {
+            match map.delete(&key) {
+                Ok(()) => {}
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(bpf_error(
+                        format!("removing a stale {what}"),
+                        &self.iface,
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Registers the AF_XDP socket bound to rx queue `queue` of this interface. The
@@ -1372,6 +1520,20 @@ mod tests {
             node_ip: NODE_IP,
             vxlan_port: 8472,
             pod_cidr: "10.244.0.0/24".parse().unwrap(),
+            vni: 1,
+            vtep_mac: OUR_MAC,
+            vtep_ifindex: 0,
+        }
+    }
+
+    /// `own` without the kernel FIB and conntrack lookups: BPF_PROG_TEST_RUN runs in the
+    /// test process's namespace, whose routes are not the test's to know. Those rules
+    /// are tested in netns-tests/slowpath.rs, in namespaces built for them.
+    fn offline(own: Ownership) -> Ownership {
+        Ownership {
+            kernel_fib: false,
+            conntrack: false,
+            ..own
         }
     }
 
@@ -1390,7 +1552,9 @@ mod tests {
             return None;
         }
         let c = Classifier::open("test0", 1, OUR_MAC, role, &settings()).expect("load");
+        c.set_ownership(&offline(Ownership::default())).unwrap();
         c.set_routes(&[peer_subnet()]).unwrap();
+        c.set_vteps(&[PEER_NODE_IP]).unwrap();
         Some(c)
     }
 
@@ -1507,7 +1671,7 @@ mod tests {
         let names: BTreeSet<_> = Stat::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names.len(), Stat::COUNT);
         let passes: Vec<_> = Stat::ALL.iter().filter(|s| s.is_pass()).collect();
-        assert_eq!(passes.len(), 11);
+        assert_eq!(passes.len(), 16);
         assert!(passes.iter().all(|s| s.name().starts_with("pass_")));
     }
 
@@ -1532,20 +1696,29 @@ mod tests {
             local_pods: false,
             routes_on_uplink: true,
             own_mac_only: true,
+            kernel_fib: false,
+            conntrack: true,
         };
-        let b = config_bytes(Role::Pod, &settings(), &own, OUR_MAC);
+        let mut set = settings();
+        set.vni = 0x12_3456;
+        set.vtep_ifindex = 7;
+        set.vtep_mac = PEER_MAC;
+        let b = config_bytes(Role::Pod, &set, &own, OUR_MAC);
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), ROLE_POD);
         assert_eq!(
             u32::from_ne_bytes(b[4..8].try_into().unwrap()),
-            F_VXLAN | F_UPLINK_ROUTES | F_OWN_MAC_ONLY
+            F_VXLAN | F_UPLINK_ROUTES | F_OWN_MAC_ONLY | F_CONNTRACK
         );
         assert_eq!(b[8..12], [10, 168, 0, 2]);
         assert_eq!(b[12..16], [10, 244, 0, 0]);
         assert_eq!(b[16..20], [255, 255, 255, 0]);
         assert_eq!(b[20..22], [0x21, 0x18], "8472 big-endian");
         assert_eq!(b[22..28], OUR_MAC);
-        assert_eq!(b[28..32], [0; 4]);
-        assert_eq!(config_from_bytes(&b), (settings(), own));
+        assert_eq!(u32::from_ne_bytes(b[28..32].try_into().unwrap()), 0x12_3456);
+        assert_eq!(u32::from_ne_bytes(b[32..36].try_into().unwrap()), 7);
+        assert_eq!(b[36..42], PEER_MAC);
+        assert_eq!(b[42..48], [0; 6]);
+        assert_eq!(config_from_bytes(&b), (set, own));
     }
 
     #[test]
@@ -1576,6 +1749,10 @@ mod tests {
         assert!(a.vxlan && a.local_pods);
         for o in [v, h, a, Ownership::default()] {
             assert!(o.own_mac_only && !o.routes_on_uplink);
+            assert!(
+                o.kernel_fib && o.conntrack,
+                "the slow-path checks are on in every mode"
+            );
             assert_eq!(Ownership::from_flags(o.flags()), o);
         }
     }
@@ -1634,27 +1811,34 @@ mod tests {
     // --- the loaded program (root) ----------------------------------------------------
 
     #[test]
-    fn embedded_object_loads_with_its_four_maps() {
+    fn embedded_object_loads_with_its_six_maps() {
         let Some(c) = classifier(Role::Pod) else {
             return;
         };
-        let types: Vec<_> = [MAP_CONFIG, MAP_ROUTES, MAP_XSKS, MAP_STATS]
-            .iter()
-            .map(|n| c.map(n).unwrap().map_type())
-            .collect();
+        let types: Vec<_> = [
+            MAP_CONFIG, MAP_ROUTES, MAP_XSKS, MAP_STATS, MAP_VTEPS, MAP_PORTS,
+        ]
+        .iter()
+        .map(|n| c.map(n).unwrap().map_type())
+        .collect();
         assert_eq!(
             types,
             [
                 MapType::Array,
                 MapType::LpmTrie,
                 MapType::Xskmap,
-                MapType::PercpuArray
+                MapType::PercpuArray,
+                MapType::Hash,
+                MapType::Hash
             ]
         );
         assert!(c.program_id().unwrap() > 0);
         assert_eq!(c.attached_mode(), None);
         assert_eq!(c.stats().unwrap(), ClassifierStats::default());
-        assert_eq!(c.config().unwrap(), (settings(), Ownership::default()));
+        assert_eq!(
+            c.config().unwrap(),
+            (settings(), offline(Ownership::default()))
+        );
     }
 
     #[test]
@@ -1729,6 +1913,69 @@ mod tests {
         assert_passed(&c, &icmp, Stat::PassLocal);
     }
 
+    /// A VXLAN frame whose inner IPv4 header is `inner` (Ethernet to `inner_mac`), VNI `vni`.
+    fn vxlan_frame_with(src: Ipv4Addr, vni: u32, inner_mac: [u8; 6], inner: &[u8]) -> Vec<u8> {
+        let v = vni.to_be_bytes();
+        let mut vx = vec![0x08, 0, 0, 0, v[1], v[2], v[3], 0];
+        let mut ieth = inner_mac.to_vec();
+        ieth.extend_from_slice(&PEER_MAC);
+        ieth.extend_from_slice(&0x0800u16.to_be_bytes());
+        ieth.extend_from_slice(inner);
+        vx.extend_from_slice(&ieth);
+        ethernet(
+            OUR_MAC,
+            0x0800,
+            &ipv4(src, NODE_IP, 64, 17, &udp(8472, &vx)),
+        )
+    }
+
+    #[test]
+    fn vxlan_the_kernel_vtep_must_handle_is_passed_and_vxlan_to_drop_is_owned() {
+        let Some(c) = classifier(Role::Uplink) else {
+            return;
+        };
+        let inner = |ttl: u8| ipv4(PEER_POD, LOCAL_POD, ttl, 17, &udp(53, &[1; 8]));
+        let good = vxlan_frame_with(PEER_NODE_IP, 1, OUR_MAC, &inner(64));
+        assert_owned(&c, &good, Stat::OwnedVxlan);
+        // Exceptions the kernel's VXLAN device decapsulates and handles.
+        let expiring = vxlan_frame_with(PEER_NODE_IP, 1, OUR_MAC, &inner(1));
+        assert_passed(&c, &expiring, Stat::PassTtl);
+        let mut opts = inner(64);
+        opts[0] = 0x46; // IHL 6: one option word (the bytes after are its content)
+        assert_passed(
+            &c,
+            &vxlan_frame_with(PEER_NODE_IP, 1, OUR_MAC, &opts),
+            Stat::PassIpOptions,
+        );
+        let mut frag = inner(64);
+        frag[6] = 0x20; // MF
+        assert_passed(
+            &c,
+            &vxlan_frame_with(PEER_NODE_IP, 1, OUR_MAC, &frag),
+            Stat::PassFragment,
+        );
+        let to_node = ipv4(PEER_POD, NODE_IP, 64, 17, &udp(53, &[1; 8]));
+        assert_passed(
+            &c,
+            &vxlan_frame_with(PEER_NODE_IP, 1, OUR_MAC, &to_node),
+            Stat::PassLocal,
+        );
+        // What the pipeline drops with a reason stays podfwd's (and the kernel's VTEP
+        // would drop it too): unknown VTEP, another VNI, another inner MAC.
+        let unknown = vxlan_frame_with(ELSEWHERE, 1, OUR_MAC, &inner(64));
+        assert_owned(&c, &unknown, Stat::OwnedVxlan);
+        let other_vni = vxlan_frame_with(PEER_NODE_IP, 2, OUR_MAC, &inner(64));
+        assert_owned(&c, &other_vni, Stat::OwnedVxlan);
+        let other_mac = vxlan_frame_with(PEER_NODE_IP, 1, PEER_MAC, &inner(1));
+        assert_owned(&c, &other_mac, Stat::OwnedVxlan);
+        // Once known, a VTEP's exceptions go to the kernel like any peer's (the daemon
+        // lists every peer, whatever its egress mode: auto's on-link peers too).
+        let from_new = vxlan_frame_with(ELSEWHERE, 1, OUR_MAC, &inner(1));
+        assert_owned(&c, &from_new, Stat::OwnedVxlan);
+        c.set_vteps(&[PEER_NODE_IP, ELSEWHERE]).unwrap();
+        assert_passed(&c, &from_new, Stat::PassTtl);
+    }
+
     #[test]
     fn fragmented_vxlan_goes_to_the_kernel() {
         let Some(c) = classifier(Role::Uplink) else {
@@ -1750,19 +1997,21 @@ mod tests {
         let inbound = udp_frame(PEER_POD, LOCAL_POD, 63, 53);
         let transit = udp_frame(ELSEWHERE, PEER_POD, 63, 53);
 
-        c.set_ownership(&Ownership::for_mode(Mode::HostGw)).unwrap();
+        c.set_ownership(&offline(Ownership::for_mode(Mode::HostGw)))
+            .unwrap();
         assert_owned(&c, &inbound, Stat::OwnedLocalPods);
         assert_passed(&c, &vxlan_frame(64), Stat::PassLocal);
         assert_passed(&c, &transit, Stat::PassNotOwned);
 
-        c.set_ownership(&Ownership::for_mode(Mode::Vxlan)).unwrap();
+        c.set_ownership(&offline(Ownership::for_mode(Mode::Vxlan)))
+            .unwrap();
         assert_owned(&c, &vxlan_frame(64), Stat::OwnedVxlan);
         assert_passed(&c, &inbound, Stat::PassNotOwned);
 
-        c.set_ownership(&Ownership {
+        c.set_ownership(&offline(Ownership {
             routes_on_uplink: true,
             ..Ownership::for_mode(Mode::Vxlan)
-        })
+        }))
         .unwrap();
         assert_owned(&c, &transit, Stat::OwnedRoute);
     }
@@ -1825,10 +2074,10 @@ mod tests {
         };
         let mut f = udp_frame(LOCAL_POD, PEER_POD, 64, 53);
         f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
-        c.set_ownership(&Ownership {
+        c.set_ownership(&offline(Ownership {
             own_mac_only: false,
             ..Ownership::default()
-        })
+        }))
         .unwrap();
         assert_owned(&c, &f, Stat::OwnedRoute);
     }
@@ -1879,12 +2128,15 @@ mod tests {
         let Some(c) = classifier(Role::Uplink) else {
             return;
         };
-        let own = Ownership::for_mode(Mode::HostGw);
+        let own = offline(Ownership::for_mode(Mode::HostGw));
         c.set_ownership(&own).unwrap();
         let moved = Settings {
             node_ip: Ipv4Addr::new(10, 168, 0, 20),
             vxlan_port: 4789,
             pod_cidr: "10.244.9.0/24".parse().unwrap(),
+            vni: 7,
+            vtep_mac: PEER_MAC,
+            vtep_ifindex: 3,
         };
         c.set_settings(&moved).unwrap();
         assert_eq!(c.config().unwrap(), (moved, own));

@@ -169,6 +169,10 @@ pub struct FibWriter {
     keys: Vec<Option<AdjKey>>,
     /// Ids whose grace period has passed.
     free: Arc<Mutex<Vec<NextHopId>>>,
+    /// Node addresses accepted as VXLAN sources besides the VXLAN next hops: every
+    /// peer's, whatever its egress mode (auto sends host-gw to on-link peers, which may
+    /// still send VXLAN, as a node without DirectRouting does).
+    extra_vteps: Vec<u32>,
 }
 
 impl FibWriter {
@@ -189,6 +193,7 @@ impl FibWriter {
             ids: HashMap::new(),
             keys: Vec::new(),
             free: Arc::new(Mutex::new(Vec::new())),
+            extra_vteps: Vec::new(),
         };
         (w, fib)
     }
@@ -237,6 +242,13 @@ impl FibWriter {
     }
 
     /// Removes a route; true if it existed.
+    /// Sets the node addresses accepted as VXLAN sources in addition to the VXLAN next
+    /// hops' (all peers', in practice), and publishes.
+    pub fn set_known_vteps(&mut self, vteps: &[Ipv4Addr]) {
+        self.extra_vteps = vteps.iter().map(|ip| u32::from(*ip)).collect();
+        self.publish();
+    }
+
     pub fn remove_route(&mut self, prefix: Ipv4Net) -> bool {
         let prefix = prefix.trunc();
         let Some(old) = self.routes.remove(&prefix) else {
@@ -432,6 +444,7 @@ impl FibWriter {
                 NextHop::Vxlan { node_ip, .. } => Some(u32::from(*node_ip)),
                 _ => None,
             })
+            .chain(self.extra_vteps.iter().copied())
             .collect();
         vteps.sort_unstable();
         vteps.dedup();

@@ -372,6 +372,27 @@ fn vxlan_from_an_unknown_vtep_is_dropped() {
 }
 
 #[test]
+fn vxlan_from_a_peer_known_only_as_a_vtep_is_accepted() {
+    // auto mode sends host-gw to an on-link peer that may still send VXLAN (a node
+    // without DirectRouting): the daemon lists every peer as a known VTEP.
+    let (mut w, a) = node_a(Mode::Vxlan);
+    let f = vxlan_from_b(|f| {
+        f[29] = 99; // outer source 10.168.0.99
+        fix_outer_ip_checksum(f);
+    });
+    w.set_known_vteps(&[ip("10.168.0.99")]);
+    assert_ne!(
+        drop_reason(&a, &f, UPLINK),
+        Verdict::Drop(DropReason::UnknownVtep)
+    );
+    w.set_known_vteps(&[]);
+    assert_eq!(
+        drop_reason(&a, &f, UPLINK),
+        Verdict::Drop(DropReason::UnknownVtep)
+    );
+}
+
+#[test]
 fn vxlan_without_the_i_flag_is_dropped() {
     let (_w, a) = node_a(Mode::Vxlan);
     let f = vxlan_from_b(|f| f[42] = 0);

@@ -142,6 +142,8 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), TunError
     for r in &plan.routes {
         fib.set_route(r.prefix, r.next_hop)?;
     }
+    let peer_ips: Vec<_> = plan.peers.iter().map(|p| p.node_ip).collect();
+    fib.set_known_vteps(&peer_ips);
     // The kernel's UDP socket finds the outer next hop itself: VXLAN adjacencies only
     // need *a* MAC for the outer Ethernet header the TUN path never sends.
     let vxlan_hops: HashSet<Ipv4Addr> = plan

@@ -854,7 +854,27 @@ impl Bench {
                 .c
                 .podfwd_pid(0)
                 .and_then(|_| self.c.stats(0).ok())
-                .map(|s| s.total),
+                .map(|s| {
+                    // The classifier's split over node A's interfaces: frames to podfwd's
+                    // workers and frames to the kernel (AF_XDP scenarios).
+                    let mut total = s.total;
+                    if !s.classifier.is_empty() {
+                        let (mut fast, mut slow) = (0, 0);
+                        for c in s.classifier.values() {
+                            for (k, v) in c {
+                                match k.as_str() {
+                                    "redirected" => fast += v,
+                                    "no_socket" => slow += v,
+                                    k if k.starts_with("pass_") => slow += v,
+                                    _ => {}
+                                }
+                            }
+                        }
+                        total.insert("xdp_redirected".into(), fast);
+                        total.insert("xdp_to_kernel".into(), slow);
+                    }
+                    total
+                }),
         })
     }
 

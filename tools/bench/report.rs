@@ -130,6 +130,9 @@ impl RunSample {
                 );
             }
         }
+        if let Some(share) = podfwd.as_ref().and_then(fast_path_share) {
+            m.insert("fast_path_share", share);
+        }
         RunSample {
             run,
             cpu,
@@ -164,6 +167,15 @@ impl RunSample {
             ),
         }
     }
+}
+
+/// The share of node A's frames its XDP classifier gave podfwd's workers (the rest went
+/// to the kernel's slow path), from the `xdp_*` counters over a run; `None` without them
+/// (kernel and TUN scenarios) or without frames.
+pub fn fast_path_share(podfwd: &BTreeMap<String, u64>) -> Option<f64> {
+    let fast = *podfwd.get("xdp_redirected")?;
+    let slow = *podfwd.get("xdp_to_kernel")?;
+    (fast + slow > 0).then(|| fast as f64 / (fast + slow) as f64)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -397,6 +409,13 @@ fn pct(s: Option<&Stat>) -> String {
         .map_or("—".into(), |s| format!("{:.0}%", s.median * 100.0))
 }
 
+/// A share near 1 with two decimals of a percent (99.87%): the goal is at least 99%.
+fn share(s: Option<&Stat>) -> String {
+    s.filter(|s| s.median.is_finite()).map_or("—".into(), |s| {
+        format!("{:.2}% (min {:.2}%)", s.median * 100.0, s.min * 100.0)
+    })
+}
+
 fn ratio(s: Option<&Stat>) -> String {
     match s {
         Some(s) if s.median.is_finite() && s.min == s.max => format!("{:.2}x", s.median),
@@ -511,12 +530,12 @@ pub fn markdown(records: &[Record]) -> String {
     if of("udp").next().is_some() {
         s.push_str(
             "\n#### UDP, offered at the generator's maximum\n\n\
-             | scenario | workload | Mpps at sink | loss | CPU1 busy | fwd tasks CPU | Mpps per busy core | Mpps per task core | vs kernel (per busy core) | vs kernel (per task core) |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n",
+             | scenario | workload | Mpps at sink | loss | CPU1 busy | fwd tasks CPU | Mpps per busy core | Mpps per task core | vs kernel (per busy core) | vs kernel (per task core) | fast path |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in of("udp") {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.scenario,
                 r.workload,
                 fmt_stat(r.stat("sink_pps"), 1e-6, 3),
@@ -527,18 +546,19 @@ pub fn markdown(records: &[Record]) -> String {
                 fmt_stat(r.stat("pps_per_task_core"), 1e-6, 3),
                 ratio(r.vs_baseline.get("ratio_pps_per_core")),
                 ratio(r.vs_baseline.get("ratio_pps_per_task_core")),
+                share(r.stat("fast_path_share")),
             ));
         }
     }
     if of("tcp").next().is_some() {
         s.push_str(
             "\n#### TCP (iperf3), throughput at the receiver\n\n\
-             | scenario | workload | Gbit/s | retransmits | CPU1 busy | fwd tasks CPU | Gbit/s per busy core | vs kernel (Gbit/s) | vs kernel (per busy core) |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
+             | scenario | workload | Gbit/s | retransmits | CPU1 busy | fwd tasks CPU | Gbit/s per busy core | vs kernel (Gbit/s) | vs kernel (per busy core) | fast path |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in of("tcp") {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.scenario,
                 r.workload,
                 fmt_stat(r.stat("gbps"), 1.0, 2),
@@ -548,6 +568,7 @@ pub fn markdown(records: &[Record]) -> String {
                 fmt_stat(r.stat("gbps_per_core"), 1.0, 2),
                 ratio(r.vs_baseline.get("ratio_gbps")),
                 ratio(r.vs_baseline.get("ratio_gbps_per_core")),
+                share(r.stat("fast_path_share")),
             ));
         }
     }
@@ -693,6 +714,18 @@ mod tests {
             (x, l, s(1, latency(65.0))),
         ];
         records(&[k, x], &[u, l], &samples, &settings())
+    }
+
+    #[test]
+    fn fast_path_share_is_the_classifiers_split_and_absent_without_it() {
+        let mut c = BTreeMap::new();
+        assert_eq!(fast_path_share(&c), None);
+        c.insert("xdp_redirected".to_string(), 990);
+        c.insert("xdp_to_kernel".to_string(), 10);
+        assert_eq!(fast_path_share(&c), Some(0.99));
+        c.insert("xdp_redirected".to_string(), 0);
+        c.insert("xdp_to_kernel".to_string(), 0);
+        assert_eq!(fast_path_share(&c), None);
     }
 
     #[test]
