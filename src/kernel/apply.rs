@@ -490,7 +490,8 @@ fn reconcile_fdb(
             k.replace_fdb(index, e.mac, e.dst)
                 .map_err(ctx(|| format!("replace {text}")))?;
         }
-        // Other remotes of this MAC (appended by hand, or the one just replaced).
+        // Other remotes of this MAC, or the one just replaced. (The kernel keeps one
+        // remote per unicast MAC; only all-zeros and multicast entries take appends.)
         for d in others.iter().flatten() {
             k.delete_fdb(index, e.mac, Some(*d))
                 .map_err(ctx(|| format!("delete fdb {} dst {d} dev {dev}", e.mac)))?;
