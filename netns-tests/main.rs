@@ -14,6 +14,7 @@ mod auto;
 mod bench;
 mod forwarding;
 mod harness_selftest;
+mod kernel;
 mod lifecycle;
 mod neigh;
 mod traffic;

@@ -27,7 +27,7 @@ fn mac(s: &str) -> MacAddr {
 }
 
 /// Runs `f` on a thread inside `ns`'s network namespace and returns its result.
-fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/run/netns/{}", ns.name());
     let handle = std::thread::spawn(move || {
         let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));

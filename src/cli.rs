@@ -1,4 +1,4 @@
-//! The `podfwd` command line: `run`, `check`, `lab` and `stats`.
+//! The `podfwd` command line: `run`, `check`, `lab`, `stats` and `cleanup`.
 //!
 //! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
 //! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
@@ -6,6 +6,7 @@
 //! are not built yet.
 
 use crate::config::{Backend, Config, ConfigError, Mode};
+use crate::kernel::KernelSpec;
 use crate::plan::{Plan, PlanError};
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv4Net;
@@ -24,7 +25,8 @@ use std::time::Duration;
     podfwd check --config /etc/podfwd/podfwd.toml\n  \
     podfwd run --config /etc/podfwd/podfwd.toml --stats-interval 5\n  \
     podfwd lab --mode auto --backend tun\n  \
-    podfwd stats --json")]
+    podfwd stats --json\n  \
+    podfwd cleanup --config /etc/podfwd/podfwd.toml")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +42,8 @@ enum Command {
     Lab(LabArgs),
     /// Print the counters of a running instance, read from its control socket.
     Stats(StatsArgs),
+    /// Remove what podfwd installed in the kernel (its VXLAN device and routes); needs root.
+    Cleanup(CleanupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +58,13 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct CheckArgs {
+    /// The node's config file (TOML; see podfwd.example.toml).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CleanupArgs {
     /// The node's config file (TOML; see podfwd.example.toml).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
@@ -101,6 +112,10 @@ pub enum CliError {
     },
     #[error("cannot read the addresses of uplink {uplink:?}: {error}")]
     UplinkLookup { uplink: String, error: io::Error },
+    #[error("{0}")]
+    Kernel(#[from] crate::kernel::KernelError),
+    #[error("{error}: podfwd cleanup needs root (CAP_NET_ADMIN) to change the kernel's network configuration")]
+    NotPermitted { error: crate::kernel::KernelError },
     /// Errors of the data plane.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -114,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check_command(args),
         Command::Lab(args) => lab(args.mode, args.backend),
         Command::Stats(args) => stats(args.json, args.socket),
+        Command::Cleanup(args) => cleanup_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,9 +146,42 @@ fn check_command(args: CheckArgs) -> Result<(), CliError> {
     let (plan, notes) = resolve_plan(&config, Strictness::Check)?;
     println!("{}: ok", args.config.display());
     print!("{plan}");
+    if plan.dataplane.backend == Backend::AfXdp {
+        print!("{}", kernel_section(&plan));
+    }
     for note in notes {
         println!("note: {note}");
     }
+    Ok(())
+}
+
+/// The `podfwd check` section of what `podfwd run` installs in the kernel, with the
+/// VXLAN MTU read from the uplink when it exists on this machine.
+fn kernel_section(plan: &Plan) -> String {
+    let mut spec = KernelSpec::from_plan(plan);
+    if let Ok(uplink) = crate::netlink::interface(&plan.node.uplink) {
+        spec = spec.with_uplink_mtu(uplink.mtu);
+    }
+    let mut out = String::from("kernel (installed by podfwd run, kept when it stops):\n");
+    for line in spec.to_string().lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `podfwd cleanup`: remove podfwd's device and routes from this namespace's kernel.
+fn cleanup_command(args: CleanupArgs) -> Result<(), CliError> {
+    let config = Config::load(&args.config)?;
+    let report = crate::kernel::cleanup(&config.vxlan.device).map_err(|error| {
+        if error.errno() == Some(libc::EPERM) {
+            CliError::NotPermitted { error }
+        } else {
+            CliError::Kernel(error)
+        }
+    })?;
+    print!("{report}");
     Ok(())
 }
 

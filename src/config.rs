@@ -99,6 +99,9 @@ pub struct Vxlan {
     pub port: u16,
     /// This node's VTEP MAC: the inner source MAC. Present in vxlan and auto mode.
     pub vtep_mac: Option<MacAddr>,
+    /// Name of the kernel VXLAN device podfwd installs for the slow path (see
+    /// `docs/kernel-slow-path.md`).
+    pub device: String,
 }
 
 /// `[tun]`: the TUN backend's device.
@@ -236,6 +239,7 @@ impl Default for Vxlan {
             vni: 1,
             port: 8472,
             vtep_mac: None,
+            device: "podfwd.1".to_string(),
         }
     }
 }
@@ -436,6 +440,7 @@ struct RawVxlan {
     vni: Option<S<i64>>,
     port: Option<S<i64>>,
     vtep_mac: Option<S<String>>,
+    device: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -546,7 +551,7 @@ impl Validator<'_> {
             .ok_or_else(|| self.missing("node", "every config needs a [node] section", None))?;
         let dataplane = self.dataplane(&raw.dataplane)?;
         let node = self.node(raw_node, dataplane.backend)?;
-        let vxlan = self.vxlan(&raw.vxlan, dataplane.mode)?;
+        let vxlan = self.vxlan(&raw.vxlan, dataplane.mode, &node)?;
         let tun = self.tun(&raw.tun, &node, dataplane.backend)?;
         let control = self.control(&raw.control)?;
         let mut peers = Vec::with_capacity(raw.peers.len());
@@ -1032,7 +1037,7 @@ impl Validator<'_> {
 
     // --- [vxlan], [tun], [control] ---
 
-    fn vxlan(&self, raw: &RawVxlan, mode: Mode) -> R<Vxlan> {
+    fn vxlan(&self, raw: &RawVxlan, mode: Mode, node: &Node) -> R<Vxlan> {
         let d = Vxlan::default();
         let vni = self.opt_int(
             "vxlan.vni",
@@ -1061,10 +1066,21 @@ impl Validator<'_> {
             }
             None => None,
         };
+        let device = match raw.device.as_ref() {
+            Some(name) => {
+                self.ifname("vxlan.device", name)?;
+                if name.get_ref() == &node.uplink {
+                    return Err(self.err("vxlan.device", name, Problem::SameAsUplink));
+                }
+                name.get_ref().clone()
+            }
+            None => d.device,
+        };
         Ok(Vxlan {
             vni,
             port,
             vtep_mac,
+            device,
         })
     }
 
@@ -1825,6 +1841,41 @@ vtep_mac = "0e:00:00:00:00:0c"
             rejects(&text, "vxlan.port", "65536"),
             Problem::OutOfRange { .. }
         ));
+    }
+
+    #[test]
+    fn vxlan_device_defaults_to_podfwd_1_and_is_validated_as_an_interface_name() {
+        assert_eq!(
+            Config::from_toml_str(BASE).unwrap().vxlan.device,
+            "podfwd.1"
+        );
+        let text = edit(&[("[vxlan]\n", "[vxlan]\ndevice = \"flannel.1\"\n")]);
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap().vxlan.device,
+            "flannel.1"
+        );
+        let text = edit(&[(
+            "[vxlan]\n",
+            "[vxlan]\ndevice = \"a-very-long-vxlan-name\"\n",
+        )]);
+        assert!(matches!(
+            rejects(&text, "vxlan.device", "a-very-long-vxlan-name"),
+            Problem::NameTooLong { len: 22 }
+        ));
+        let text = edit(&[("[vxlan]\n", "[vxlan]\ndevice = \"vx/1\"\n")]);
+        rejects(&text, "vxlan.device", "vx/1");
+        let text = edit(&[("[vxlan]\n", "[vxlan]\ndevice = \"\"\n")]);
+        rejects(&text, "vxlan.device", "\"\"");
+    }
+
+    #[test]
+    fn vxlan_device_named_like_the_uplink_is_rejected() {
+        let uplink = Config::from_toml_str(BASE).unwrap().node.uplink;
+        let text = edit(&[("[vxlan]\n", &format!("[vxlan]\ndevice = \"{uplink}\"\n"))]);
+        assert_eq!(
+            rejects(&text, "vxlan.device", &uplink),
+            Problem::SameAsUplink
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::config::XdpMode;
 use crate::control::{ControlServer, StatsReply};
 use crate::counters::{Counters, DropReason, SharedCounters};
 use crate::handoff::Handoff;
+use crate::kernel::KernelSpec;
 use crate::lpm::LpmConfig;
 use crate::netlink::{self, Interface, NeighbourMonitor};
 use crate::nexthop::PortId;
@@ -47,6 +48,8 @@ pub enum DaemonError {
     Tun(#[from] crate::tun::TunError),
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    #[error("programming the kernel slow path: {0}")]
+    Kernel(#[from] crate::kernel::KernelError),
     #[error("dataplane.cores = {cores:?}: {why}")]
     Cores { cores: Vec<usize>, why: String },
     #[error("installing the signal handler: {0}")]
@@ -418,10 +421,23 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     result
 }
 
-/// Programs the node's kernel as flanneld would (the slow path under podfwd); returns
-/// the ifindex of the kernel's VXLAN device, 0 when there is none.
-fn program_kernel(_plan: &Plan) -> Result<u32, DaemonError> {
-    Ok(netlink::interface("podfwd.1").map_or(0, |i| i.index))
+/// Programs the node's kernel as flanneld would (the slow path under podfwd: VXLAN
+/// device, neighbours, FDB entries, routes; adopted from an earlier instance and kept
+/// when podfwd stops); returns the ifindex of the kernel's VXLAN device, 0 when there is
+/// none.
+fn program_kernel(plan: &Plan) -> Result<u32, DaemonError> {
+    let spec = KernelSpec::from_plan(plan);
+    let report = crate::kernel::apply(&spec)?;
+    eprintln!("podfwd: {}", report.summary());
+    for line in report.to_string().lines() {
+        if !line.starts_with("adopted") {
+            eprintln!("podfwd: kernel: {line}");
+        }
+    }
+    match &spec.vxlan {
+        Some(_) => Ok(netlink::interface(&spec.device_name)?.index),
+        None => Ok(0),
+    }
 }
 
 /// Warns when IPv4 forwarding is off in this namespace: the kernel then forwards

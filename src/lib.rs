@@ -9,6 +9,8 @@
 //!   the precomputed rewrite data the workers apply.
 //! - [`pipeline`]: the I/O-free per-batch processing: parse, look up, rewrite, encap, decap.
 //! - [`config`] and [`plan`]: the node's TOML configuration and the resolved plan.
+//! - [`kernel`]: the kernel slow path podfwd installs as flanneld would (VXLAN device,
+//!   neighbours, FDB entries, routes), kept when podfwd stops.
 //! - [`cli`]: the `podfwd` command line.
 
 pub mod afxdp;
@@ -18,6 +20,7 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod handoff;
+pub mod kernel;
 pub mod lab;
 pub mod lpm;
 pub mod netlink;

@@ -44,6 +44,8 @@ pub struct LocalNode {
     pub vni: u32,
     /// VXLAN UDP port.
     pub vxlan_port: u16,
+    /// Name of the kernel VXLAN device of the slow path (`vxlan.device`).
+    pub vxlan_device: String,
 }
 
 /// The uplink's subnet, which decides which peers are on-link.
@@ -259,6 +261,7 @@ impl Plan {
                 vtep_mac,
                 vni: config.vxlan.vni,
                 vxlan_port: config.vxlan.port,
+                vxlan_device: config.vxlan.device.clone(),
             },
             dataplane: dp.clone(),
             control: config.control.clone(),

@@ -46,6 +46,36 @@ fn check_accepts_the_example_and_prints_the_peer_and_its_next_hop() {
 }
 
 #[test]
+fn check_prints_what_podfwd_installs_in_the_kernel() {
+    let out = podfwd(&["check", "--config", &example()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let section = stdout
+        .split_once("kernel (installed by podfwd run, kept when it stops):\n")
+        .unwrap_or_else(|| panic!("no kernel section in:\n{stdout}"))
+        .1;
+    for expected in [
+        "  ip link add podfwd.1 type vxlan id 1 local 10.168.0.2 dev nodeA-ul nolearning dstport 8472\n",
+        "  ip addr add 10.244.0.0/32 dev podfwd.1\n",
+        "  ip neigh add 10.244.1.0 lladdr 0e:00:00:00:00:0b dev podfwd.1 nud permanent\n",
+        "  bridge fdb add 0e:00:00:00:00:0b dev podfwd.1 dst 10.168.0.3 self permanent\n",
+        "  ip route add 10.244.1.0/24 via 10.244.1.0 dev podfwd.1 onlink proto 112\n",
+    ] {
+        assert!(section.contains(expected), "{expected:?} not in:\n{section}");
+    }
+}
+
+#[test]
+fn cleanup_of_a_missing_file_says_so() {
+    let out = podfwd(&["cleanup", "--config", "/nonexistent/podfwd.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "podfwd: error: config file /nonexistent/podfwd.toml does not exist"
+    );
+}
+
+#[test]
 fn check_rejects_a_broken_file_naming_the_field() {
     let example = std::fs::read_to_string(example()).unwrap();
     let broken = example.replace("\"0e:00:00:00:00:0b\"", "\"zz:00\"");
@@ -95,7 +125,7 @@ fn help_lists_the_subcommands_and_explains_their_options() {
     let out = podfwd(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for sub in ["run", "check", "lab", "stats"] {
+    for sub in ["run", "check", "lab", "stats", "cleanup"] {
         assert!(
             help.contains(&format!("  {sub} ")),
             "{sub} missing from:\n{help}"
@@ -109,6 +139,7 @@ fn help_lists_the_subcommands_and_explains_their_options() {
             &["--mode <MODE>", "--backend <BACKEND>", "host-gw", "afxdp"][..],
         ),
         ("stats", &["--json", "--socket <PATH>"][..]),
+        ("cleanup", &["--config <FILE>"][..]),
     ] {
         let out = podfwd(&[sub, "--help"]);
         assert!(out.status.success());

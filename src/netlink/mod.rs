@@ -12,6 +12,9 @@
 //!   so the kernel's ARP state machine sends the requests, retries and times out; the
 //!   result arrives through the monitor.
 //! - [`neighbour`]: one lookup (`RTM_GETNEIGH` for a single entry).
+//! - [`KernelObjects`]: the slow path's objects (VXLAN links, addresses, permanent
+//!   neighbours, FDB entries, routes with a protocol), read and written over one socket
+//!   for [`crate::kernel`].
 //!
 //! Everything acts on the network namespace of the calling thread at the time the
 //! socket is opened. See `docs/neighbours.md` for the kernel behaviour these rely on.
@@ -20,6 +23,7 @@
 //! checked everywhere: a malformed or unexpected message is an error or is skipped,
 //! never a panic. Requests are built with `netlink-packet-route`.
 
+mod kernel_objects;
 mod link;
 mod neigh;
 mod route;
@@ -28,6 +32,10 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
+pub use kernel_objects::{
+    describe_route, FdbRecord, KernelObjects, LinkDetails, NeighbourRecord, NewRoute, NewVxlan,
+    RouteRecord, VxlanInfo, RT_TABLE_MAIN,
+};
 pub use link::{interface, interface_by_index, Interface};
 pub use neigh::{
     neighbour, neighbour_entry, remove_neighbour, resolve, resolve_managed, NeighbourEvent,
