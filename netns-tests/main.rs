@@ -16,6 +16,7 @@ mod forwarding;
 mod harness_selftest;
 mod lifecycle;
 mod neigh;
+mod slowpath;
 mod traffic;
 mod tun;
 mod xdp;
