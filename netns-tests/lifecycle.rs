@@ -285,7 +285,8 @@ fn pod_packet(name: &str, ttl: u8) -> Vec<u8> {
 }
 
 /// The malformed frames pod A sends, with what must happen to each: the classifier
-/// passes it (and the kernel, not forwarding, drops it), or podfwd drops it for a reason.
+/// passes it (and the kernel, with no route to pod B's subnet, drops it), or podfwd drops
+/// it for a reason.
 fn pod_side_frames() -> Vec<(&'static str, Vec<u8>, Outcome)> {
     let mut v = Vec::new();
     // Ethernet + the first 10 bytes of an IPv4 header.
@@ -322,7 +323,8 @@ fn pod_side_frames() -> Vec<(&'static str, Vec<u8>, Outcome)> {
         pod_frame(&p),
         Outcome::Dropped(DropReason::BadChecksum),
     ));
-    // TTL 1: the kernel's (it answers time exceeded when it forwards; here it does not).
+    // TTL 1: the kernel's (it answers time exceeded when it can forward; here it has no
+    // route to pod B's subnet).
     v.push((
         "pod-ttl1",
         pod_frame(&pod_packet("pod-ttl1", 1)),
@@ -1016,7 +1018,8 @@ fn sigterm_detaches_everything_and_the_kernel_path_works_again() {
     let log = std::fs::read_to_string(c.log_path(A)).unwrap_or_default();
     assert!(log.contains("podfwd: stopped after"), "{log}");
 
-    // Node A forwards nothing now (kernel forwarding is off)...
+    // Node A forwards nothing now (its kernel forwards, but the lab gave it no route to
+    // pod B's subnet: that was podfwd's)...
     let (got, _) = ping(&c.pods[A], SIDES[B].pod_ip, 1, "0.2");
     assert_eq!(got, 0, "nothing forwards on node A without podfwd");
     // ...until it is configured as flanneld would configure a kernel VXLAN node.
@@ -1240,10 +1243,11 @@ fn podfwd_cluster(tag: &str) -> Cluster {
 }
 
 /// The classifier passes a pod's TTL 1 packet to the kernel ("the kernel answers ICMP
-/// time exceeded", bpf/podfwd_xdp.bpf.c), but a podfwd node's kernel does not forward
-/// (ip_forward=0 in the lab) and has no route to the peer pod subnet, so it never answers
-/// time exceeded: with ip_forward=0 nothing comes back, with ip_forward=1 the kernel
-/// answers "Destination Net Unreachable" (traceroute stops at the first hop with !N).
+/// time exceeded", bpf/podfwd_xdp.bpf.c), but a podfwd node's kernel has no route to the
+/// peer pod subnet, so it never answers time exceeded: with ip_forward=1 (the lab's) it
+/// answers "Destination Net Unreachable" (traceroute stops at the first hop with !N),
+/// with ip_forward=0 nothing comes back. The same row for every backend and mode:
+/// netns-tests/slowpath.rs.
 #[test]
 #[ignore = "bug: a pod's TTL 1 packet is passed to a kernel that cannot answer time exceeded (silence, or net unreachable with ip_forward=1)"]
 fn ttl_expiring_at_the_pods_own_node_is_answered_with_time_exceeded() {
@@ -1291,8 +1295,7 @@ fn ttl_expiring_after_decapsulation_is_answered_with_time_exceeded() {
 /// `ping -R` (IPv4 record-route option) between the pods works through flannel (kernel)
 /// nodes. The classifier passes every packet with IP options to the kernel ("options
 /// (router alert, RR, TS): kernel", bpf/podfwd_xdp.bpf.c), but a podfwd node's kernel
-/// neither forwards (ip_forward=0) nor has a route to the peer pod subnet: such packets
-/// between pods are silently lost.
+/// has no route to the peer pod subnet: such packets between pods are lost.
 #[test]
 #[ignore = "bug: pod-to-pod packets with IP options are passed to a kernel that does not forward them; they are lost"]
 fn pod_packets_with_ip_options_are_forwarded() {

@@ -17,6 +17,7 @@ mod harness_selftest;
 mod kernel;
 mod lifecycle;
 mod neigh;
+mod slowpath;
 mod traffic;
 mod tun;
 mod xdp;

@@ -1,7 +1,7 @@
 //! Traffic checks shared by the end-to-end tests: the podfwd binary under test, ping
 //! between the demo cluster's pods, and a TCP transfer whose bytes are verified.
 
-use crate::harness;
+use crate::harness::{self, Netns};
 use podfwd::config::Backend;
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use std::path::Path;
@@ -50,49 +50,93 @@ pub fn ping_ok(c: &Cluster, from: usize, count: u32) -> Vec<u8> {
 /// Transfers `bytes` of a deterministic stream over TCP from pod `from` to the other
 /// pod and checks the receiver got exactly those bytes (length and SHA-256).
 pub fn tcp_ok(c: &Cluster, from: usize, bytes: u64) {
-    let (client, server) = (&c.pods[from], &c.pods[1 - from]);
     let ip = SIDES[1 - from].pod_ip;
-    let out = std::env::temp_dir().join(format!("{}-tcp-{from}.txt", server.name()));
-    let out_s = out.display().to_string();
-    let _ = std::fs::remove_file(&out);
-    // The stream: bytes i*251 mod 256, so a reordered or corrupted segment changes the hash.
-    let gen = format!("bytes((i * 251) % 256 for i in range({bytes}))");
-    let server_py = format!(
-        "import socket, hashlib\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('{ip}', 5201)); s.listen(1); s.settimeout(20)\n\
-         c, _ = s.accept(); c.settimeout(20); h = hashlib.sha256(); n = 0\n\
-         while True:\n    d = c.recv(65536)\n    if not d: break\n    h.update(d); n += len(d)\n\
-         open('{out_s}', 'w').write('%d %s' % (n, h.hexdigest()))\n"
-    );
-    let pid = server
-        .spawn(&["python3", "-c", &server_py])
-        .expect("start the TCP sink");
-    let client_py = format!(
-        "import socket, sys\ndata = {gen}\n\
-         s = socket.create_connection(('{ip}', 5201), timeout=20)\n\
-         s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()\n"
-    );
-    let sent = harness::wait_until(Duration::from_secs(10), || {
-        client
-            .exec_unchecked(&["python3", "-c", &client_py])
-            .is_ok_and(|o| o.status.success())
-    });
-    let done = harness::wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(&out).is_ok_and(|s| s.contains(' '))
-    });
-    server.kill(pid);
-    assert!(
-        sent && done,
-        "TCP transfer {from}->{} failed\n{}",
-        1 - from,
-        c.logs()
-    );
-    let got = std::fs::read_to_string(&out).unwrap();
-    let _ = std::fs::remove_file(&out);
-    let data: Vec<u8> = (0..bytes).map(|i| ((i * 251) % 256) as u8).collect();
-    let want = format!("{} {}", bytes, sha256_hex(&data));
-    assert_eq!(got, want, "the receiver got other bytes than were sent");
+    let t = TcpTransfer {
+        client: &c.pods[from],
+        server: &c.pods[1 - from],
+        listen: (ip, 5201),
+        connect: (ip, 5201),
+        bytes,
+    };
+    if let Err(e) = t.run() {
+        panic!("TCP transfer {from}->{}: {e}\n{}", 1 - from, c.logs());
+    }
+}
+
+/// A TCP transfer of a deterministic stream from `client` to a sink in `server` that
+/// verifies what it received (length and SHA-256).
+pub struct TcpTransfer<'a> {
+    pub client: &'a Netns,
+    pub server: &'a Netns,
+    /// Where the sink listens.
+    pub listen: (&'a str, u16),
+    /// Where the client connects: `listen`, or an address the path translates to it
+    /// (a Service's virtual IP and port).
+    pub connect: (&'a str, u16),
+    pub bytes: u64,
+}
+
+impl TcpTransfer<'_> {
+    /// Runs the transfer (sockets time out after 20 s of silence); `Err` says what failed.
+    pub fn run(&self) -> Result<(), String> {
+        let (ip, port) = self.listen;
+        let (cip, cport) = self.connect;
+        let bytes = self.bytes;
+        let out = std::env::temp_dir().join(format!("{}-tcp-{port}.txt", self.server.name()));
+        let out_s = out.display().to_string();
+        let _ = std::fs::remove_file(&out);
+        // The stream: bytes i*251 mod 256, so a reordered or corrupted segment changes the
+        // hash.
+        let gen = format!("bytes((i * 251) % 256 for i in range({bytes}))");
+        let server_py = format!(
+            "import socket, hashlib\n\
+             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{ip}', {port})); s.listen(1); s.settimeout(20)\n\
+             c, _ = s.accept(); c.settimeout(20); h = hashlib.sha256(); n = 0\n\
+             while True:\n    d = c.recv(65536)\n    if not d: break\n    h.update(d); n += len(d)\n\
+             open('{out_s}', 'w').write('%d %s' % (n, h.hexdigest()))\n"
+        );
+        let pid = self
+            .server
+            .spawn(&["python3", "-c", &server_py])
+            .map_err(|e| format!("start the TCP sink: {e}"))?;
+        let client_py = format!(
+            "import socket, sys\ndata = {gen}\n\
+             s = socket.create_connection(('{cip}', {cport}), timeout=20)\n\
+             s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()\n"
+        );
+        let mut last = String::new();
+        // Retried while the sink is not listening yet (connection refused).
+        let sent = harness::wait_until(Duration::from_secs(10), || {
+            self.client
+                .exec_unchecked(&["python3", "-c", &client_py])
+                .is_ok_and(|o| {
+                    last = String::from_utf8_lossy(&o.stderr).into_owned();
+                    o.status.success()
+                })
+        });
+        let done = harness::wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&out).is_ok_and(|s| s.contains(' '))
+        });
+        self.server.kill(pid);
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        let _ = std::fs::remove_file(&out);
+        if !(sent && done) {
+            return Err(format!(
+                "{bytes} bytes to {cip}:{cport} (sink {ip}:{port}): sent {sent}, \
+                 sink done {done}; client: {}",
+                last.trim()
+            ));
+        }
+        let data: Vec<u8> = (0..bytes).map(|i| ((i * 251) % 256) as u8).collect();
+        let want = format!("{} {}", bytes, sha256_hex(&data));
+        if got != want {
+            return Err(format!(
+                "the receiver got other bytes than were sent: {got} (want {want})"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// SHA-256 via the system's sha256sum (coreutils), to compare with Python's hashlib.

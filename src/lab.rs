@@ -5,9 +5,11 @@
 //!  10.244.0.2     10.244.0.1        10.168.0.2    10.168.0.3        10.244.1.1     10.244.1.2
 //! ```
 //!
-//! Each node runs podfwd (with kernel IP forwarding off, so only podfwd can forward), or
-//! the Linux kernel configured as flanneld configures it (the reference peer for interop
-//! tests). `podfwd lab` and the netns tests both build on [`Cluster`]. Everything lives in
+//! Each node runs podfwd, or the Linux kernel configured as flanneld configures it (the
+//! reference peer for interop tests, and the reference behaviour). Every node runs with
+//! `net.ipv4.ip_forward = 1`, as every Kubernetes node does: the kernel is podfwd's slow
+//! path, so tests prove that podfwd forwarded through its counters, not by switching the
+//! kernel off. `podfwd lab` and the netns tests both build on [`Cluster`]. Everything lives in
 //! namespaces named `pfx-<tag>-<pid>-<n>` that are removed when the cluster is dropped.
 
 use crate::config::{Backend, Mode};
@@ -27,6 +29,11 @@ pub enum NodeKind {
     KernelVxlan,
     /// The kernel routing pod subnets via the peer node (flannel host-gw).
     KernelHostGw,
+    /// The kernel as flanneld's vxlan backend with `DirectRouting` configures it for a
+    /// peer on the same L2 subnet: the VTEP `flannel.1` exists (and decapsulates what
+    /// arrives for its MAC), but the peer's pod subnet is routed host-gw style. The
+    /// kernel reference of podfwd's auto mode.
+    KernelDirectRouting,
 }
 
 /// What to build.
@@ -41,6 +48,11 @@ pub struct ClusterSpec {
     pub cores: [&'static [usize]; 2],
     /// `tun.offload` of each node's podfwd (TUN backend).
     pub tun_offload: [bool; 2],
+    /// MTU of the pods' `eth0` (and of the nodes' pod-side veths). `None`: as flannel's
+    /// CNI sets it, 1450 (the VTEP's MTU) when the cluster's mode uses VXLAN, else 1500.
+    /// `Some(1500)` in VXLAN mode is the misconfigured-but-real cluster whose frames no
+    /// longer fit once encapsulated (the kernel answers "frag needed", PMTU discovery).
+    pub pod_mtu: Option<u16>,
 }
 
 impl Default for ClusterSpec {
@@ -55,7 +67,16 @@ impl Default for ClusterSpec {
                 [&[0], &[0]]
             },
             tun_offload: [true; 2],
+            pod_mtu: None,
         }
+    }
+}
+
+impl ClusterSpec {
+    /// The pods' MTU: [`ClusterSpec::pod_mtu`], or flannel's default for the mode.
+    pub fn pod_mtu(&self) -> u16 {
+        self.pod_mtu
+            .unwrap_or(if self.mode.uses_vxlan() { 1450 } else { 1500 })
     }
 }
 
@@ -146,9 +167,10 @@ impl Cluster {
         Self::build_with_backend(tag, spec, Backend::AfXdp)
     }
 
-    /// [`Cluster::build`] with podfwd nodes on `backend`. TUN nodes keep kernel IP
-    /// forwarding on: the kernel routes pods into the TUN device and, in host-gw mode,
-    /// delivers what arrives on the uplink.
+    /// [`Cluster::build`] with podfwd nodes on `backend`. Every node has kernel IP
+    /// forwarding on: AF_XDP nodes hand the kernel what podfwd does not forward; TUN
+    /// nodes need it to route pods into the TUN device and, in host-gw mode, to deliver
+    /// what arrives on the uplink.
     pub fn build_with_backend(
         tag: &str,
         spec: ClusterSpec,
@@ -184,10 +206,12 @@ impl Cluster {
             c.pods[i].add_addr("eth0", &format!("{}/24", s.pod_ip))?;
             c.nodes[i].add_addr(s.pod_if, &format!("{}/24", s.pod_gw))?;
             // As flannel's CNI does: in an overlay, pods get the VTEP's MTU (uplink - 50)
-            // so their frames still fit the uplink once encapsulated.
-            if spec.mode.uses_vxlan() {
-                c.pods[i].ip(&["link", "set", "eth0", "mtu", "1450"])?;
-                c.nodes[i].ip(&["link", "set", s.pod_if, "mtu", "1450"])?;
+            // so their frames still fit the uplink once encapsulated (unless the spec says
+            // otherwise).
+            let mtu = spec.pod_mtu().to_string();
+            if mtu != "1500" {
+                c.pods[i].ip(&["link", "set", "eth0", "mtu", &mtu])?;
+                c.nodes[i].ip(&["link", "set", s.pod_if, "mtu", &mtu])?;
             }
             c.pods[i].link_up("eth0")?;
             c.nodes[i].link_up(s.pod_if)?;
@@ -209,12 +233,10 @@ impl Cluster {
         // partial and podfwd completes them (src/partial_csum.rs).
         for i in 0..2 {
             match spec.nodes[i] {
-                NodeKind::Podfwd => c.nodes[i].sysctl(
-                    "net.ipv4.ip_forward",
-                    if backend == Backend::Tun { "1" } else { "0" },
-                )?,
+                NodeKind::Podfwd => c.nodes[i].sysctl("net.ipv4.ip_forward", "1")?,
                 NodeKind::KernelVxlan => c.kernel_vxlan(i)?,
                 NodeKind::KernelHostGw => c.kernel_host_gw(i)?,
+                NodeKind::KernelDirectRouting => c.kernel_direct_routing(i)?,
             }
         }
         Ok(c)
@@ -223,7 +245,47 @@ impl Cluster {
     /// Node `i` as flanneld configures a kernel VXLAN node (DESIGN.md). Public so a test
     /// can turn a podfwd node into a kernel node after podfwd stopped.
     pub fn kernel_vxlan(&self, i: usize) -> Result<(), LabError> {
-        let (me, peer) = (&SIDES[i], &SIDES[1 - i]);
+        self.kernel_vtep(i)?;
+        let peer = &SIDES[1 - i];
+        let ns = &self.nodes[i];
+        let peer_net = peer.pod_cidr.trim_end_matches("/24");
+        ns.ip(&[
+            "neigh",
+            "add",
+            peer_net,
+            "lladdr",
+            peer.vtep_mac,
+            "dev",
+            "flannel.1",
+            "nud",
+            "permanent",
+        ])?;
+        ns.exec(&[
+            "bridge",
+            "fdb",
+            "add",
+            peer.vtep_mac,
+            "dev",
+            "flannel.1",
+            "dst",
+            peer.node_ip,
+        ])?;
+        ns.add_route(&[peer.pod_cidr, "via", peer_net, "dev", "flannel.1", "onlink"])?;
+        Ok(())
+    }
+
+    /// Node `i` as flanneld's vxlan backend with `DirectRouting` configures it for an
+    /// on-link peer: the VTEP, but no neighbour or FDB entry for the peer, and a direct
+    /// route to its pod subnet (flannel's vxlan_network.go, `directRoutingOK`).
+    fn kernel_direct_routing(&self, i: usize) -> Result<(), LabError> {
+        self.kernel_vtep(i)?;
+        self.kernel_host_gw(i)
+    }
+
+    /// The VTEP flanneld creates on a VXLAN node: `flannel.1`, VNI 1, port 8472, the
+    /// node's VTEP MAC, MTU 1450, the node's pod network address /32; forwarding on.
+    fn kernel_vtep(&self, i: usize) -> Result<(), LabError> {
+        let me = &SIDES[i];
         let ns = &self.nodes[i];
         ns.sysctl("net.ipv4.ip_forward", "1")?;
         ns.ip(&[
@@ -254,29 +316,6 @@ impl Cluster {
         let own_net = me.pod_cidr.replace("/24", "/32");
         ns.add_addr("flannel.1", &own_net)?;
         ns.link_up("flannel.1")?;
-        let peer_net = peer.pod_cidr.trim_end_matches("/24");
-        ns.ip(&[
-            "neigh",
-            "add",
-            peer_net,
-            "lladdr",
-            peer.vtep_mac,
-            "dev",
-            "flannel.1",
-            "nud",
-            "permanent",
-        ])?;
-        ns.exec(&[
-            "bridge",
-            "fdb",
-            "add",
-            peer.vtep_mac,
-            "dev",
-            "flannel.1",
-            "dst",
-            peer.node_ip,
-        ])?;
-        ns.add_route(&[peer.pod_cidr, "via", peer_net, "dev", "flannel.1", "onlink"])?;
         Ok(())
     }
 
@@ -385,6 +424,15 @@ vtep_mac = "{peer_vtep}"
         self.nodes[i].terminate(pid, Duration::from_secs(5))
     }
 
+    /// Kills node `i`'s podfwd with SIGKILL (no clean-up of its own) and reaps it; returns
+    /// its pid.
+    pub fn kill_podfwd(&mut self, i: usize) -> Option<u32> {
+        let pid = self.podfwd[i].take()?;
+        // Netns::kill sends SIGKILL (Child::kill) and waits for the process.
+        self.nodes[i].kill(pid);
+        Some(pid)
+    }
+
     /// PID of node `i`'s podfwd, if running.
     pub fn podfwd_pid(&self, i: usize) -> Option<u32> {
         self.podfwd[i]
@@ -460,7 +508,9 @@ pub fn run_demo(mode: Mode, backend: Backend) -> Result<(), LabError> {
     if backend == Backend::Tun {
         println!("  backend tun: the kernel routes pods into podfwd0 (ip_forward = 1)");
     } else {
-        println!("  kernel IP forwarding is off on both nodes: only podfwd forwards");
+        println!(
+            "  ip_forward = 1 as on every Kubernetes node; the counters show what podfwd carried"
+        );
     }
     let exe = std::env::current_exe()?;
     for i in 0..2 {
