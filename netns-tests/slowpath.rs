@@ -192,25 +192,15 @@ rows!(
     "spxvx",
     Variant::Podfwd(Backend::AfXdp, Mode::Vxlan),
     [
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         ttl_1_is_answered_time_exceeded_by_the_pods_node,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         df_ping_too_big_for_the_vtep_gets_frag_needed,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         tcp_from_a_1500_mtu_pod_finds_the_path_mtu,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         ping_with_record_route_works,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         first_packet_to_an_unresolved_pod_is_queued_and_delivered,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         node_reaches_a_pod_on_the_other_node,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         pod_reaches_the_other_nodes_pod_gateway,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         service_dnat_on_the_node_reaches_a_remote_pod,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         podfwd_carries_the_bulk_traffic,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
 );
@@ -220,22 +210,14 @@ rows!(
     "spxhg",
     Variant::Podfwd(Backend::AfXdp, Mode::HostGw),
     [
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         ttl_1_is_answered_time_exceeded_by_the_pods_node,
         // vxlan-only rows left out: nothing is encapsulated.
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         ping_with_record_route_works,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         first_packet_to_an_unresolved_pod_is_queued_and_delivered,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         node_reaches_a_pod_on_the_other_node,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         pod_reaches_the_other_nodes_pod_gateway,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         service_dnat_on_the_node_reaches_a_remote_pod,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         podfwd_carries_the_bulk_traffic,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
 );
@@ -245,24 +227,15 @@ rows!(
     "spxau",
     Variant::Podfwd(Backend::AfXdp, Mode::Auto),
     [
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         ttl_1_is_answered_time_exceeded_by_the_pods_node,
         // vxlan-only rows left out: node A reaches node B host-gw (on-link).
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         ping_with_record_route_works,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         first_packet_to_an_unresolved_pod_is_queued_and_delivered,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         node_reaches_a_pod_on_the_other_node,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         pod_reaches_the_other_nodes_pod_gateway,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         service_dnat_on_the_node_reaches_a_remote_pod,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         vxlan_from_an_on_link_peer_is_accepted,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         podfwd_carries_the_bulk_traffic,
-        #[ignore = "needs the slow-path classifier (issue 9)"]
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
 );
@@ -499,7 +472,7 @@ fn pod_reaches_the_other_nodes_pod_gateway(c: &mut Cluster, _: Variant) {
 /// kube-proxy (iptables mode) on node A: a Service 10.96.0.10:80 DNATed to pod B's port
 /// 8080. Pod A's connection goes to its gateway (default route), node A translates it,
 /// and the replies from pod B must be translated back by node A's conntrack.
-fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, _: Variant) {
+fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, v: Variant) {
     ping_ok(c, A, 1);
     let a = &c.nodes[A];
     let dnat = [
@@ -547,6 +520,27 @@ fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, _: Variant) {
         translated,
         "the connection went through node A's DNAT rule:\n{nat}"
     );
+    if v.is_podfwd() && v.backend() == Backend::AfXdp {
+        // The replies (pod B -> pod A) are what podfwd would take; the classifier's
+        // conntrack rule gave them to the kernel, which un-DNATed them.
+        assert!(
+            classifier_counter(c, "pass_nat") > 0,
+            "node A's classifier passed the NATed replies: {:?}",
+            c.stats(A).map(|s| s.classifier)
+        );
+    }
+}
+
+/// A classifier counter of node A's podfwd, summed over its interfaces.
+fn classifier_counter(c: &Cluster, name: &str) -> u64 {
+    match c.stats(A) {
+        Ok(s) => s
+            .classifier
+            .values()
+            .filter_map(|m| m.get(name))
+            .sum(),
+        Err(e) => panic!("stats of node A: {e}\n{}", c.logs()),
+    }
 }
 
 /// auto mode: node A treats node B as on-link (host-gw), node B (no DirectRouting) sends
