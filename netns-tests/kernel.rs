@@ -23,13 +23,17 @@ const DEV: &str = "podfwd.1";
 /// Node A's config: peer B (10.244.1.0/24 at 10.168.0.3, on-link) and, when `with_c`,
 /// peer C (10.244.2.0/24 at 10.20.0.4, behind the router 10.168.0.1).
 fn config(mode: &str, vni: u32, with_c: bool) -> Config {
+    Config::from_toml_str(&config_toml(mode, vni, with_c)).expect("valid config")
+}
+
+fn config_toml(mode: &str, vni: u32, with_c: bool) -> String {
     let c = if with_c {
         "[[peers]]\npod_cidr = \"10.244.2.0/24\"\nnode_ip = \"10.20.0.4\"\n\
          vtep_mac = \"0e:00:00:00:00:0c\"\n"
     } else {
         ""
     };
-    Config::from_toml_str(&format!(
+    format!(
         r#"
 [node]
 ip = "{A_IP}/24"
@@ -51,8 +55,7 @@ node_ip = "{B_IP}"
 vtep_mac = "{B_VTEP}"
 
 {c}"#
-    ))
-    .expect("valid config")
+    )
 }
 
 fn spec(mode: &str, vni: u32, with_c: bool) -> KernelSpec {
@@ -582,4 +585,32 @@ fn ping_follows_the_installed_host_gw_route_to_a_flanneld_node() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn podfwd_cleanup_command_removes_and_prints_what_podfwd_installed() {
+    skip_unless_root!();
+    let (a, _fa) = node("kclicl", A_IP);
+    apply_in(&a, &spec("auto", 1, true)).expect("apply");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.toml", a.name()));
+    std::fs::write(&path, config_toml("auto", 1, true)).unwrap();
+    let exe = env!("CARGO_BIN_EXE_podfwd");
+    let out = a
+        .exec_unchecked(&[exe, "cleanup", "--config", path.to_str().unwrap()])
+        .expect("podfwd runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("removed device podfwd.1"), "{stdout}");
+    assert!(
+        stdout.contains("removed route 10.244.1.0/24 via 10.168.0.3 dev ul"),
+        "{stdout}"
+    );
+    assert!(proto_routes(&a).is_empty());
+    assert!(!ip(&a, &["link", "show"]).contains(DEV));
 }

@@ -577,3 +577,68 @@ pub fn cleanup(device_name: &str) -> Result<CleanupReport, KernelError> {
         .map(|l| l.name.clone());
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_prints_one_line_per_object_and_a_summary() {
+        let report = ApplyReport {
+            created: vec!["route 10.244.2.0/24 via 10.244.2.0 dev podfwd.1 onlink".into()],
+            adopted: vec![
+                "device podfwd.1".into(),
+                "address 10.244.0.0/32 dev podfwd.1".into(),
+            ],
+            corrected: vec![],
+            removed: vec!["neighbour 10.244.9.0 lladdr 0e:00:00:00:00:99 dev podfwd.1".into()],
+        };
+        assert_eq!(
+            report.to_string(),
+            "created route 10.244.2.0/24 via 10.244.2.0 dev podfwd.1 onlink\n\
+             adopted device podfwd.1\n\
+             adopted address 10.244.0.0/32 dev podfwd.1\n\
+             removed neighbour 10.244.9.0 lladdr 0e:00:00:00:00:99 dev podfwd.1\n"
+        );
+        assert_eq!(
+            report.summary(),
+            "kernel: 1 created, 2 adopted, 0 corrected, 1 removed"
+        );
+        assert!(report.changed());
+        let adopted_only = ApplyReport {
+            adopted: report.adopted.clone(),
+            ..ApplyReport::default()
+        };
+        assert!(!adopted_only.changed());
+    }
+
+    #[test]
+    fn empty_cleanup_report_says_what_it_looked_for() {
+        let text = CleanupReport::default().to_string();
+        assert_eq!(
+            text,
+            "nothing to remove (no device with alias \"podfwd-managed\", no route with proto 112)\n"
+        );
+    }
+
+    #[test]
+    fn foreign_objects_are_named_with_their_owner() {
+        let e = KernelError::ForeignRoute {
+            prefix: "10.244.1.0/24".parse().unwrap(),
+            route: "10.244.1.0/24 via 10.168.0.9 dev ul".into(),
+            protocol: 4,
+        };
+        assert!(e
+            .to_string()
+            .starts_with("route 10.244.1.0/24 via 10.168.0.9 dev ul exists with proto static (4)"));
+        let e = KernelError::ForeignDevice {
+            name: "podfwd.1".into(),
+            kind: Some("vxlan".into()),
+            alias: Some("flannel".into()),
+        };
+        assert!(
+            e.to_string().contains("(kind vxlan, alias \"flannel\")"),
+            "{e}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Parser tests on hand-built messages (no kernel needed). The kernel-facing behaviour is
-//! tested in `netns-tests/neigh.rs`.
+//! tested in `netns-tests/neigh.rs` and `netns-tests/kernel.rs`.
 
+use super::kernel_objects::{parse_fdb, parse_link_details, parse_neighbour, parse_route};
 use super::link::{parse_ipv4_addr, parse_link};
 use super::neigh::parse_neigh;
 use super::nud;
@@ -201,7 +202,15 @@ fn parsers_never_panic_on_arbitrary_bytes() {
                 payload: &b,
             };
             let _ = parse_neigh(&m);
+            let _ = parse_neighbour(&m);
+            let _ = parse_fdb(&m);
+            let _ = parse_route(&m);
+            let _ = parse_route(&RawMsg {
+                ty: RTM_NEWROUTE,
+                ..m
+            });
             let _ = parse_link(&m);
+            let _ = parse_link_details(&m);
             let _ = parse_ipv4_addr(&m);
             let _ = decode_error(&m);
         }
@@ -213,6 +222,122 @@ fn parsers_never_panic_on_arbitrary_bytes() {
     for cut in 0..full.len() {
         let _ = parse_neigh(&raw(RTM_NEWNEIGH, &full[..cut]));
     }
+    let route = rtmsg(24, 254, 112, 4, &[10, 244, 1, 0], Some(&[10, 244, 1, 0]), 7);
+    for cut in 0..route.len() {
+        let _ = parse_route(&raw(RTM_NEWROUTE, &route[..cut]));
+    }
+    let link = vxlan_link();
+    for cut in 0..link.len() {
+        let _ = parse_link_details(&raw(RTM_NEWLINK, &link[..cut]));
+    }
+}
+
+const RTM_NEWROUTE: u16 = 24;
+
+/// An rtmsg (IPv4, unicast) with RTA_DST, RTA_GATEWAY and RTA_OIF.
+fn rtmsg(
+    dst_len: u8,
+    table: u8,
+    protocol: u8,
+    flags: u32,
+    dst: &[u8],
+    gateway: Option<&[u8]>,
+    oif: u32,
+) -> Vec<u8> {
+    let mut v = vec![INET, dst_len, 0, 0, table, protocol, 0, 1];
+    v.extend_from_slice(&flags.to_ne_bytes());
+    v.extend(encode_attr(15, &u32::from(table).to_ne_bytes())); // RTA_TABLE
+    v.extend(encode_attr(1, dst));
+    if let Some(g) = gateway {
+        v.extend(encode_attr(5, g));
+    }
+    v.extend(encode_attr(4, &oif.to_ne_bytes()));
+    v
+}
+
+/// An ifinfomsg of a VXLAN link (index 9, "podfwd.1", up) with its alias and link info.
+fn vxlan_link() -> Vec<u8> {
+    let mut v = vec![0, 0, 1, 0];
+    v.extend_from_slice(&9u32.to_ne_bytes());
+    v.extend_from_slice(&1u32.to_ne_bytes()); // IFF_UP
+    v.extend_from_slice(&0u32.to_ne_bytes());
+    v.extend(encode_attr(3, b"podfwd.1\0"));
+    v.extend(encode_attr(4, &1450u32.to_ne_bytes()));
+    v.extend(encode_attr(1, &MAC));
+    v.extend(encode_attr(20, b"podfwd-managed\0"));
+    let mut data = Vec::new();
+    data.extend(encode_attr(1, &42u32.to_ne_bytes())); // IFLA_VXLAN_ID
+    data.extend(encode_attr(3, &2u32.to_ne_bytes())); // IFLA_VXLAN_LINK
+    data.extend(encode_attr(4, &[10, 168, 0, 2])); // IFLA_VXLAN_LOCAL
+    data.extend(encode_attr(7, &[0])); // IFLA_VXLAN_LEARNING
+    data.extend(encode_attr(15, &8472u16.to_be_bytes())); // IFLA_VXLAN_PORT
+    let mut info = encode_attr(1, b"vxlan\0");
+    info.extend(encode_attr(2, &data));
+    v.extend(encode_attr(18, &info)); // IFLA_LINKINFO
+    v
+}
+
+#[test]
+fn route_records_carry_prefix_gateway_device_protocol_and_onlink() {
+    let p = rtmsg(24, 254, 112, 4, &[10, 244, 1, 0], Some(&[10, 244, 1, 0]), 7);
+    let r = parse_route(&raw(RTM_NEWROUTE, &p)).expect("route");
+    assert_eq!(r.prefix, "10.244.1.0/24".parse().unwrap());
+    assert_eq!(r.gateway, Some(Ipv4Addr::new(10, 244, 1, 0)));
+    assert_eq!(
+        (r.oif, r.table, r.protocol, r.metric),
+        (Some(7), 254, 112, 0)
+    );
+    assert!(r.onlink);
+    // A default route has no RTA_DST.
+    let mut p = vec![INET, 0, 0, 0, 254, 3, 0, 1];
+    p.extend_from_slice(&0u32.to_ne_bytes());
+    let r = parse_route(&raw(RTM_NEWROUTE, &p)).expect("default route");
+    assert_eq!(r.prefix, "0.0.0.0/0".parse().unwrap());
+    assert!(!r.onlink && r.gateway.is_none());
+}
+
+#[test]
+fn vxlan_links_report_alias_kind_and_parameters() {
+    let l = parse_link_details(&raw(RTM_NEWLINK, &vxlan_link())).expect("link");
+    assert_eq!(
+        (l.index, l.name.as_str(), l.mtu, l.up),
+        (9, "podfwd.1", 1450, true)
+    );
+    assert_eq!(l.alias.as_deref(), Some("podfwd-managed"));
+    assert_eq!(l.kind.as_deref(), Some("vxlan"));
+    let v = l.vxlan.expect("vxlan info");
+    assert_eq!((v.vni, v.port, v.link), (42, 8472, Some(2)));
+    assert_eq!(v.local, Some(Ipv4Addr::new(10, 168, 0, 2)));
+    assert!(!v.learning);
+}
+
+#[test]
+fn fdb_entries_parse_with_their_destination_and_skip_bridge_masters() {
+    let bridge = libc::AF_BRIDGE as u8;
+    let mut p = vec![bridge, 0, 0, 0];
+    p.extend_from_slice(&9u32.to_ne_bytes());
+    p.extend_from_slice(&nud::PERMANENT.to_ne_bytes());
+    p.push(0x02); // NTF_SELF
+    p.push(0);
+    p.extend(encode_attr(2, &MAC));
+    p.extend(encode_attr(1, &[10, 168, 0, 3]));
+    let (index, e) = parse_fdb(&raw(RTM_NEWNEIGH, &p)).expect("fdb entry");
+    assert_eq!(index, 9);
+    assert_eq!(e.mac, MacAddr(MAC));
+    assert_eq!(e.dst, Some(Ipv4Addr::new(10, 168, 0, 3)));
+    assert!(e.is_self_permanent());
+    p[10] = 0x04; // NTF_MASTER: a bridge's own table, not a device's
+    assert!(parse_fdb(&raw(RTM_NEWNEIGH, &p)).is_none());
+    // An IPv4 neighbour is not an FDB entry, and the other way round.
+    assert!(parse_neighbour(&raw(RTM_NEWNEIGH, &p)).is_none());
+    let n = ndmsg(INET, 3, nud::PERMANENT, 0, &[10, 244, 1, 0], Some(&MAC));
+    assert!(parse_fdb(&raw(RTM_NEWNEIGH, &n)).is_none());
+    let (i, rec) = parse_neighbour(&raw(RTM_NEWNEIGH, &n)).expect("neighbour");
+    assert_eq!(
+        (i, rec.ip, rec.mac),
+        (3, Ipv4Addr::new(10, 244, 1, 0), Some(MacAddr(MAC)))
+    );
+    assert!(rec.is_permanent());
 }
 
 #[test]
