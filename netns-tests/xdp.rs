@@ -52,6 +52,24 @@ fn settings() -> Settings {
     }
 }
 
+/// `own` without the kernel FIB and conntrack rules: these tests exercise attaching,
+/// sockets and fall-back on a bare veth pair, with no kernel routes for the peer pod
+/// subnet; those rules are tested against real kernel state in slowpath.rs.
+fn offline(own: Ownership) -> Ownership {
+    Ownership {
+        kernel_fib: false,
+        conntrack: false,
+        ..own
+    }
+}
+
+/// Loads the classifier for `iface` with [`offline`] default ownership.
+fn load_offline(iface: &str, role: Role) -> Result<Classifier, podfwd::xdp::XdpError> {
+    let c = Classifier::load(iface, role, &settings())?;
+    c.set_ownership(&offline(Ownership::default()))?;
+    Ok(c)
+}
+
 fn peer_subnet() -> Ipv4Net {
     "10.244.1.0/24".parse().unwrap()
 }
@@ -263,7 +281,7 @@ fn attach_shows_in_ip_link_and_drop_detaches(tag: &str, mode: XdpMode, shown: &s
         "nothing attached at the start"
     );
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).expect("load");
+        let mut c = load_offline(DUT_IF, Role::Uplink).expect("load");
         assert_eq!(c.mac(), DUT_MAC);
         c.attach(mode).expect("attach");
         assert_eq!(c.attached_mode(), Some(AttachMode::from(mode)));
@@ -310,7 +328,7 @@ fn detach_then_attach_again_in_the_other_mode() {
     skip_unless_root!();
     let p = pair("xdpswitch");
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
         c.attach(XdpMode::Native).unwrap();
         c.detach();
         assert_detached_soon(DUT_IF);
@@ -339,7 +357,7 @@ fn native_attach_to_a_driver_without_xdp_fails_naming_the_interface() {
     ns.ip(&["link", "add", "xbr0", "type", "bridge"]).unwrap();
     ns.link_up("xbr0").unwrap();
     in_ns(&ns, || {
-        let mut c = Classifier::load("xbr0", Role::Uplink, &settings()).unwrap();
+        let mut c = load_offline("xbr0", Role::Uplink).unwrap();
         assert_native_unsupported(c.attach(XdpMode::Native).unwrap_err(), "xbr0");
         assert_eq!(attached_programs("xbr0").unwrap(), []);
         // The caller's fallback works on the same classifier.
@@ -359,7 +377,7 @@ fn native_attach_to_a_veth_whose_peer_mtu_is_too_large_fails_naming_it() {
         .ip(&["link", "set", "dev", GEN_IF, "mtu", "9000"])
         .unwrap();
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
         assert_native_unsupported(c.attach(XdpMode::Native).unwrap_err(), DUT_IF);
         c.attach(XdpMode::Generic).unwrap();
         assert_eq!(ip_link_xdp(&p.dut, DUT_IF), "xdpgeneric");
@@ -371,7 +389,7 @@ fn loading_on_a_missing_interface_names_it_inside_the_namespace() {
     skip_unless_root!();
     let ns = Netns::new("xdpmissing").unwrap();
     in_ns(&ns, || {
-        let err = Classifier::load(DUT_IF, Role::Pod, &settings()).unwrap_err();
+        let err = load_offline(DUT_IF, Role::Pod).unwrap_err();
         assert!(matches!(err, XdpError::NoSuchInterface { ref iface } if iface == DUT_IF));
     });
 }
@@ -383,7 +401,7 @@ fn ping_to_the_node_goes_to_the_kernel_and_is_answered() {
     skip_unless_root!();
     let p = pair("xdpping");
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
         c.attach(XdpMode::Native).unwrap();
         let out = p
             .gen
@@ -418,7 +436,7 @@ fn pod_traffic_to_a_peer_subnet_is_owned_and_falls_back_without_a_socket() {
     skip_unless_root!();
     let p = pair("xdppod");
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Pod, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Pod).unwrap();
         c.set_routes(&[peer_subnet()]).unwrap();
         c.attach(XdpMode::Native).unwrap();
         send_frames(
@@ -442,8 +460,8 @@ fn vxlan_to_the_node_on_the_uplink_is_owned_in_generic_mode_too() {
     skip_unless_root!();
     let p = pair("xdpvxlan");
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
-        c.set_ownership(&Ownership::for_mode(podfwd::config::Mode::Vxlan))
+        let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
+        c.set_ownership(&offline(Ownership::for_mode(podfwd::config::Mode::Vxlan)))
             .unwrap();
         c.attach(XdpMode::Generic).unwrap();
         send_frames(
@@ -471,7 +489,7 @@ fn frames_to_a_new_mac_are_owned_after_refresh_mac() {
     let p = pair("xdpmac");
     const NEW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0d, 0x22];
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Pod, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Pod).unwrap();
         c.set_routes(&[peer_subnet()]).unwrap();
         c.attach(XdpMode::Native).unwrap();
         p.dut.set_mac(DUT_IF, &mac_text(NEW_MAC)).unwrap();
@@ -493,7 +511,7 @@ fn owned_frames_reach_the_registered_socket(tag: &str, mode: XdpMode) {
 
     let p = pair(tag);
     in_ns(&p.dut, || {
-        let mut c = Classifier::load(DUT_IF, Role::Pod, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Pod).unwrap();
         c.set_routes(&[peer_subnet()]).unwrap();
         c.attach(mode).unwrap();
 
@@ -583,7 +601,7 @@ fn a_stale_legacy_podfwd_program_is_removed_before_attaching() {
         let stale = attached_programs(DUT_IF).unwrap();
         assert_eq!(stale.len(), 1);
 
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
         c.attach(XdpMode::Native).expect("attach over the leftover");
         assert_eq!(c.removed_stale(), stale.as_slice());
         let now = attached_programs(DUT_IF).unwrap();
@@ -601,7 +619,7 @@ fn a_foreign_program_is_named_in_the_error_and_left_in_place() {
     let p = pair("xdpforeign");
     in_ns(&p.dut, || {
         let name = attach_legacy("foreign_pass.bpf.o", DUT_IF, libbpf_rs::XdpFlags::DRV_MODE);
-        let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
         let err = c.attach(XdpMode::Native).unwrap_err();
         assert!(
             matches!(&err, XdpError::ForeignProgram { name: n, iface, mode: AttachMode::Native, .. }
@@ -620,9 +638,9 @@ fn an_interface_held_by_a_live_instance_is_refused() {
     skip_unless_root!();
     let p = pair("xdpheld");
     in_ns(&p.dut, || {
-        let mut first = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut first = load_offline(DUT_IF, Role::Uplink).unwrap();
         first.attach(XdpMode::Native).unwrap();
-        let mut second = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+        let mut second = load_offline(DUT_IF, Role::Uplink).unwrap();
         let err = second.attach(XdpMode::Native).unwrap_err();
         assert!(matches!(err, XdpError::HeldByLink { .. }), "{err}");
         assert!(err.to_string().contains("running process"), "{err}");
@@ -655,7 +673,7 @@ fn sigkill_child_attaches_and_waits() {
         return;
     };
     enter_netns(&format!("/run/netns/{ns}"));
-    let mut c = Classifier::load(DUT_IF, Role::Uplink, &settings()).unwrap();
+    let mut c = load_offline(DUT_IF, Role::Uplink).unwrap();
     c.attach(XdpMode::Native).unwrap();
     println!("{CHILD_READY}");
     loop {
