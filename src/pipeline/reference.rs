@@ -684,6 +684,9 @@ mod differential {
         assert!(total.forwarded > 0 && total.encapsulated > 0 && total.decapsulated > 0);
         assert!(total.to_kernel > 0);
         for r in DropReason::ALL {
+            if r == DropReason::HandoffFailed {
+                continue; // a backend's, not the pipeline's
+            }
             assert!(total.drops_of(r) > 0, "no frame dropped for {r}");
         }
     }
