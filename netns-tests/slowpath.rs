@@ -534,11 +534,7 @@ fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, v: Variant) {
 /// A classifier counter of node A's podfwd, summed over its interfaces.
 fn classifier_counter(c: &Cluster, name: &str) -> u64 {
     match c.stats(A) {
-        Ok(s) => s
-            .classifier
-            .values()
-            .filter_map(|m| m.get(name))
-            .sum(),
+        Ok(s) => s.classifier.values().filter_map(|m| m.get(name)).sum(),
         Err(e) => panic!("stats of node A: {e}\n{}", c.logs()),
     }
 }
