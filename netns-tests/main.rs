@@ -12,6 +12,7 @@ mod harness {
 
 mod auto;
 mod bench;
+mod churn;
 mod forwarding;
 mod harness_selftest;
 mod kernel;

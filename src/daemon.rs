@@ -13,7 +13,7 @@ use crate::counters::{Counters, DropReason, SharedCounters};
 use crate::handoff::Handoff;
 use crate::kernel::KernelSpec;
 use crate::lpm::LpmConfig;
-use crate::netlink::{self, Interface, NeighbourMonitor};
+use crate::netlink::{self, nud, Interface, NeighbourMonitor};
 use crate::nexthop::PortId;
 use crate::pipeline::{FibParams, FibWriter, NodeParams, Pipeline, PortInfo};
 use crate::plan::Plan;
@@ -66,6 +66,9 @@ struct WorkerHandle {
     misses_seen: usize,
     thread: JoinHandle<std::io::Result<()>>,
 }
+
+/// How often the control loop checks that the uplink is up (see the loop).
+const LINK_CHECK: Duration = Duration::from_millis(100);
 
 /// Runs the node until SIGINT/SIGTERM.
 pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonError> {
@@ -295,6 +298,13 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
 
     // The control loop: neighbours, resolution, stats, until a signal.
     let mut last_resolve: HashMap<Ipv4Addr, Instant> = HashMap::new();
+    // An uplink set down loses every route through it (the kernel flushes them, host-gw's
+    // `via <peer>` routes included) and nothing puts them back when it comes up: the
+    // slow path, and the classifier that asks the kernel's FIB, would stay without a
+    // route. So when the uplink is up again the kernel is programmed again (idempotent).
+    let uplink = plan.ports.iter().position(|p| p.role == PortRole::Uplink);
+    let mut uplink_up = true;
+    let mut last_link_check = Instant::now();
     let mut last_sweep = Instant::now() - Duration::from_secs(10);
     let mut last_print = (Instant::now(), Counters::default());
     let mut missed = Vec::new();
@@ -311,6 +321,45 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
                 }
             }
             Err(e) => eprintln!("podfwd: warning: neighbour monitor: {e}"),
+        }
+        if let Some(u) = uplink.filter(|_| last_link_check.elapsed() >= LINK_CHECK) {
+            last_link_check = Instant::now();
+            let index = ifaces[u].index;
+            let u_id = plan.ports[u].id;
+            let up = netlink::interface_by_index(index).is_ok_and(|i| i.up && i.carrier);
+            if up && !uplink_up {
+                eprintln!("podfwd: uplink {} is up again", ifaces[u].name);
+                match program_kernel(plan) {
+                    Ok(v) => {
+                        if v != vtep_ifindex {
+                            eprintln!(
+                                "podfwd: warning: the VXLAN device was recreated (ifindex {v}, \
+                                 was {vtep_ifindex}); restart podfwd"
+                            );
+                        }
+                        // Resolve the next hops now: their entries went with the link. One
+                        // resolved while the link was down sits INCOMPLETE until its next ARP
+                        // retransmission (up to retrans_time, 1 s, away) and resolve() leaves
+                        // it alone: start it over.
+                        for (_, ip) in fib.next_hops().into_iter().filter(|(p, _)| *p == u_id) {
+                            let entry = netlink::neighbour_entry(index, ip);
+                            if entry.is_ok_and(|e| e.is_some_and(|e| e.state & nud::VALID == 0)) {
+                                let _ = netlink::remove_neighbour(index, ip);
+                            }
+                            last_resolve.remove(&ip);
+                        }
+                        last_sweep = Instant::now() - Duration::from_secs(10);
+                        uplink_up = true;
+                    }
+                    // Retried a second later (uplink_up stays false).
+                    Err(e) => {
+                        eprintln!("podfwd: warning: programming the kernel again: {e}");
+                        last_link_check = Instant::now() + Duration::from_secs(1);
+                    }
+                }
+            } else {
+                uplink_up = up;
+            }
         }
         // Make the kernel resolve what we lack: next hops (every second) and local pods
         // that traffic was dropped for (at most once a second each).
