@@ -331,11 +331,23 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
                 eprintln!("podfwd: uplink {} is up again", ifaces[u].name);
                 match program_kernel(plan) {
                     Ok(v) => {
-                        if v != vtep_ifindex {
+                        if v != settings.vtep_ifindex {
+                            // The VXLAN device was recreated: the classifiers look
+                            // decapsulated packets up on the new one, and own routes to it.
                             eprintln!(
-                                "podfwd: warning: the VXLAN device was recreated (ifindex {v}, \
-                                 was {vtep_ifindex}); restart podfwd"
+                                "podfwd: the VXLAN device was recreated (ifindex {v}, was {})",
+                                settings.vtep_ifindex
                             );
+                            settings.vtep_ifindex = v;
+                            kinds.retain(|(_, k)| *k != PortKind::Vtep);
+                            if v != 0 {
+                                kinds.push((v, PortKind::Vtep));
+                            }
+                            for c in &classifiers {
+                                if let Err(e) = c.set_settings(&settings).and(c.set_ports(&kinds)) {
+                                    eprintln!("podfwd: warning: updating the classifier: {e}");
+                                }
+                            }
                         }
                         // Resolve the next hops now: their entries went with the link. One
                         // resolved while the link was down sits INCOMPLETE until its next ARP
