@@ -56,11 +56,7 @@ fn settings() -> Settings {
 /// sockets and fall-back on a bare veth pair, with no kernel routes for the peer pod
 /// subnet; those rules are tested against real kernel state in slowpath.rs.
 fn offline(own: Ownership) -> Ownership {
-    Ownership {
-        kernel_fib: false,
-        conntrack: false,
-        ..own
-    }
+    own.without_kernel_checks()
 }
 
 /// Loads the classifier for `iface` with [`offline`] default ownership.

@@ -224,6 +224,18 @@ impl Ownership {
         }
     }
 
+    /// These rules without the kernel FIB and conntrack checks: for running the program
+    /// where the namespace's routes and connections are not a node's (tests that run it
+    /// with `BPF_PROG_TEST_RUN`, or on a bare veth pair). Never for a running node: the
+    /// slow path's exceptions would be taken from the kernel.
+    pub fn without_kernel_checks(self) -> Ownership {
+        Ownership {
+            kernel_fib: false,
+            conntrack: false,
+            ..self
+        }
+    }
+
     fn flags(&self) -> u32 {
         [
             (self.vxlan, F_VXLAN),
@@ -1530,11 +1542,7 @@ mod tests {
     /// test process's namespace, whose routes are not the test's to know. Those rules
     /// are tested in netns-tests/slowpath.rs, in namespaces built for them.
     fn offline(own: Ownership) -> Ownership {
-        Ownership {
-            kernel_fib: false,
-            conntrack: false,
-            ..own
-        }
+        own.without_kernel_checks()
     }
 
     fn peer_subnet() -> Ipv4Net {

@@ -6,9 +6,9 @@
 //! [`crate::kernel`]'s job. Every write names its object in the error
 //! ([`NetlinkError::Kernel`] carries the request text and the kernel's extack).
 
-use super::link::{parse_ipv4_addr, parse_link};
+use super::link::parse_link;
 use super::nud;
-use super::socket::{attrs, c_string, u16_at, u32_at, RawMsg, RtSocket, RTM_NEWADDR, RTM_NEWLINK};
+use super::socket::{attrs, c_string, u16_at, u32_at, RawMsg, RtSocket, RTM_NEWLINK};
 use super::{NetlinkError, Result};
 use crate::wire::MacAddr;
 use ipnet::Ipv4Net;
@@ -332,26 +332,7 @@ impl KernelObjects {
 
     /// The IPv4 addresses of `index`.
     pub fn ipv4_addresses(&mut self, index: u32) -> Result<Vec<Ipv4Net>> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let mut out = Vec::new();
-        self.sock.request(
-            RouteNetlinkMessage::GetAddress(req),
-            NLM_F_DUMP,
-            &[],
-            &|| format!("RTM_GETADDR (IPv4 addresses of ifindex {index})"),
-            |m| {
-                if m.ty == RTM_NEWADDR {
-                    if let Some((i, net)) = parse_ipv4_addr(m) {
-                        if i == index {
-                            out.push(net);
-                        }
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        Ok(out)
+        super::link::ipv4_addresses(&mut self.sock, index)
     }
 
     fn address_message(index: u32, net: Ipv4Net) -> AddressMessage {

@@ -93,27 +93,7 @@ fn get_link(
     }
     let mut iface = found.ok_or_else(not_found)?;
 
-    let mut req = AddressMessage::default();
-    req.header.family = AddressFamily::Inet;
-    let index = iface.index;
-    let mut ipv4 = Vec::new();
-    sock.request(
-        RouteNetlinkMessage::GetAddress(req),
-        NLM_F_DUMP,
-        &[],
-        &|| format!("RTM_GETADDR (IPv4 addresses of ifindex {index})"),
-        |m| {
-            if m.ty == RTM_NEWADDR {
-                if let Some((ifindex, net)) = parse_ipv4_addr(m) {
-                    if ifindex == index {
-                        ipv4.push(net);
-                    }
-                }
-            }
-            Ok(())
-        },
-    )?;
-    iface.ipv4 = ipv4;
+    iface.ipv4 = ipv4_addresses(&mut sock, iface.index)?;
     Ok(iface)
 }
 
@@ -190,4 +170,28 @@ pub(crate) fn parse_ipv4_addr(m: &RawMsg<'_>) -> Option<(u32, Ipv4Net)> {
     // point-to-point links and equal to IFA_LOCAL otherwise.
     let ip = local.or(address)?;
     Some((index, Ipv4Net::new(ip, prefix_len).ok()?))
+}
+
+/// The IPv4 addresses of interface `index` (`RTM_GETADDR` dump, filtered).
+pub(crate) fn ipv4_addresses(sock: &mut RtSocket, index: u32) -> Result<Vec<Ipv4Net>> {
+    let mut req = AddressMessage::default();
+    req.header.family = AddressFamily::Inet;
+    let mut out = Vec::new();
+    sock.request(
+        RouteNetlinkMessage::GetAddress(req),
+        NLM_F_DUMP,
+        &[],
+        &|| format!("RTM_GETADDR (IPv4 addresses of ifindex {index})"),
+        |m| {
+            if m.ty == RTM_NEWADDR {
+                if let Some((ifindex, net)) = parse_ipv4_addr(m) {
+                    if ifindex == index {
+                        out.push(net);
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
