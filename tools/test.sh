@@ -15,3 +15,5 @@ echo "== cargo test"
 cargo test --release --lib --bins --tests
 echo "== benches compile and run once (criterion --test mode)"
 cargo bench --bench pipeline --bench lpm -- --test
+echo "== fuzz targets, 30 s each from the committed corpus (docs/fuzzing.md)"
+bash tools/fuzz.sh --secs 30
