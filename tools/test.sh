@@ -18,3 +18,5 @@ echo "   recovery times, which a second cluster on the same 2 cores would distor
 cargo test --release --test netns -- --test-threads=1
 echo "== benches compile and run once (criterion --test mode)"
 cargo bench --bench pipeline --bench lpm -- --test
+echo "== fuzz targets, 30 s each from the committed corpus (docs/fuzzing.md)"
+bash tools/fuzz.sh --secs 30

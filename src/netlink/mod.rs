@@ -23,6 +23,8 @@
 //! checked everywhere: a malformed or unexpected message is an error or is skipped,
 //! never a panic. Requests are built with `netlink-packet-route`.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod kernel_objects;
 mod link;
 mod neigh;
