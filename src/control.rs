@@ -97,16 +97,9 @@ impl StatsReply {
             ));
         }
         for (iface, c) in &self.classifier {
-            let g = |k: &str| c.get(k).copied().unwrap_or(0);
-            let to_kernel: u64 = c
-                .iter()
-                .filter(|(k, _)| k.starts_with("pass_"))
-                .map(|(_, v)| v)
-                .sum::<u64>()
-                + g("no_socket");
+            let (to_podfwd, to_kernel) = classifier_split(c);
             s.push_str(&format!(
-                "  classifier on {iface}: to podfwd {} to kernel {to_kernel}",
-                g("redirected")
+                "  classifier on {iface}: to podfwd {to_podfwd} to kernel {to_kernel}"
             ));
             for (k, v) in c.iter().filter(|(k, v)| k.starts_with("pass_") && **v > 0) {
                 s.push_str(&format!(" {k}={v}"));
@@ -115,6 +108,22 @@ impl StatsReply {
         }
         s
     }
+}
+
+/// One interface's classifier counters (by name, as in [`StatsReply::classifier`]) split
+/// into frames given to podfwd's workers (`redirected`) and frames the kernel got (every
+/// `pass_*`, and owned frames without a socket, `no_socket`): what
+/// `crate::xdp::ClassifierStats::to_kernel` computes from the map itself.
+pub fn classifier_split(counters: &BTreeMap<String, u64>) -> (u64, u64) {
+    let mut split = (0, 0);
+    for (k, v) in counters {
+        if k == "redirected" {
+            split.0 += v;
+        } else if k == "no_socket" || k.starts_with("pass_") {
+            split.1 += v;
+        }
+    }
+    split
 }
 
 /// Errors of the control socket.
@@ -235,6 +244,21 @@ pub fn query_stats(path: &Path) -> Result<StatsReply, ControlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classifier_split_counts_redirects_against_passes_and_socketless_owns() {
+        let c: BTreeMap<String, u64> = [
+            ("redirected", 90),
+            ("no_socket", 2),
+            ("owned_route", 92),
+            ("pass_ttl", 5),
+            ("pass_nat", 3),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+        assert_eq!(classifier_split(&c), (90, 10));
+    }
     use crate::counters::DropReason;
 
     fn temp_socket(name: &str) -> PathBuf {

@@ -861,14 +861,9 @@ impl Bench {
                     if !s.classifier.is_empty() {
                         let (mut fast, mut slow) = (0, 0);
                         for c in s.classifier.values() {
-                            for (k, v) in c {
-                                match k.as_str() {
-                                    "redirected" => fast += v,
-                                    "no_socket" => slow += v,
-                                    k if k.starts_with("pass_") => slow += v,
-                                    _ => {}
-                                }
-                            }
+                            let (f, k) = podfwd::control::classifier_split(c);
+                            fast += f;
+                            slow += k;
                         }
                         total.insert("xdp_redirected".into(), fast);
                         total.insert("xdp_to_kernel".into(), slow);
