@@ -14,7 +14,9 @@
  * "Forward to completion" is decided with the kernel's own tables: bpf_fib_lookup()
  * (route, egress device and its MTU, neighbour state, forwarding enabled) and, for TCP
  * and UDP, bpf_xdp_ct_lookup() (a connection the kernel NATs must stay on the kernel
- * path, or its replies would not be un-NATed). Rules and maps: docs/xdp.md.
+ * path, or its replies would not be un-NATed). Their "yes" is remembered per flow and CPU
+ * in `flow_cache` until the control thread bumps `epoch` on the next kernel change
+ * (docs/xdp.md, "The flow cache"). Rules and maps: docs/xdp.md.
  *
  * The FIB lookup helper and the conntrack kfuncs are GPL-only, so this program (and only
  * it) is dual-licensed GPL-2.0/BSD-2-Clause; podfwd itself is Apache-2.0.
@@ -102,6 +104,25 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } xsks SEC(".maps");
 
+/* The control thread's count of kernel changes (routes, neighbours, links, rules,
+ * netconf, NATed connections; and a tick a second): a `flow_cache` slot is valid only
+ * for the epoch it was written in. 0: nothing is remembered. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} epoch SEC(".maps");
+
+/* The kernel's recent answers per flow, per CPU (no sharing, no atomics), direct-mapped:
+ * a colliding flow overwrites the slot and is asked about again next time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PODFWD_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct podfwd_flow_slot);
+} flow_cache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PODFWD_STAT__MAX);
@@ -188,6 +209,102 @@ static __always_inline int kernel_nats(struct xdp_md *ctx, const struct iphdr *i
 	return nat;
 }
 
+/* What the kernel's answers about a frame depend on (see struct podfwd_flow_slot). */
+struct flow {
+	__be32 saddr;
+	__be32 daddr;
+	__u32 ports;
+	__u32 ifindex;
+	__u8 protocol;
+	__u8 tos;
+	__u16 tot_len;
+};
+
+/* `iph` has no options; `l4` is where its TCP/UDP ports would be. */
+static __always_inline void flow_of(struct flow *f, const struct iphdr *iph, const void *l4,
+				    const void *data_end, __u32 ifindex)
+{
+	f->saddr = iph->saddr;
+	f->daddr = iph->daddr;
+	f->ports = 0;
+	if ((iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) &&
+	    (const void *)((const __u32 *)l4 + 1) <= data_end)
+		f->ports = *(const __u32 *)l4;
+	f->ifindex = ifindex;
+	f->protocol = iph->protocol;
+	f->tos = iph->tos;
+	f->tot_len = bpf_ntohs(iph->tot_len);
+}
+
+/* The current epoch when the flow cache is on, else 0. */
+static __always_inline __u64 cache_epoch(__u32 flags)
+{
+	__u32 zero = 0;
+	__u64 *e;
+
+	if (!(flags & PODFWD_F_FLOW_CACHE))
+		return 0;
+	e = bpf_map_lookup_elem(&epoch, &zero);
+	return e ? *e : 0;
+}
+
+static __always_inline struct podfwd_flow_slot *flow_slot(const struct flow *f)
+{
+	/* murmur3's finalizer over a mix of the key: cheap, and spreads ports and hosts. */
+	__u32 h = f->saddr ^ (f->daddr * 0x9e3779b1u) ^ (f->ports * 0x85ebca6bu) ^
+		  (f->ifindex << 8) ^ f->protocol ^ ((__u32)f->tos << 24);
+
+	h ^= h >> 16;
+	h *= 0x7feb352du;
+	h ^= h >> 15;
+	h *= 0x846ca68bu;
+	h ^= h >> 16;
+	h &= PODFWD_FLOW_CACHE_SLOTS - 1;
+	return bpf_map_lookup_elem(&flow_cache, &h);
+}
+
+static __always_inline int same_flow(const struct podfwd_flow_slot *s, const struct flow *f)
+{
+	return s->saddr == f->saddr && s->daddr == f->daddr && s->ports == f->ports &&
+	       s->ifindex == f->ifindex && s->protocol == f->protocol && s->tos == f->tos;
+}
+
+/* Whether the cache holds, for this epoch, that the kernel lets podfwd have `f`. */
+static __always_inline int flow_cached(const struct flow *f, __u64 ep)
+{
+	struct podfwd_flow_slot *s;
+
+	if (!ep)
+		return 0;
+	s = flow_slot(f);
+	return s && s->epoch == ep && same_flow(s, f) && f->tot_len <= s->max_len;
+}
+
+/* Remembers that the kernel's answers for `f` let podfwd have it. */
+static __always_inline void flow_remember(const struct flow *f, __u64 ep)
+{
+	struct podfwd_flow_slot *s;
+
+	if (!ep)
+		return;
+	s = flow_slot(f);
+	if (!s)
+		return;
+	if (s->epoch == ep && same_flow(s, f)) {
+		if (f->tot_len > s->max_len)
+			s->max_len = f->tot_len; /* the egress MTU took this size too */
+		return;
+	}
+	s->saddr = f->saddr;
+	s->daddr = f->daddr;
+	s->ports = f->ports;
+	s->ifindex = f->ifindex;
+	s->protocol = f->protocol;
+	s->tos = f->tos;
+	s->max_len = f->tot_len;
+	s->epoch = ep;
+}
+
 /*
  * Asks the kernel's FIB what it would do with `iph` arriving on `ifindex`. 0 if it
  * forwards it to an interface of kind `want` (a bit mask of 1 << enum podfwd_port_kind)
@@ -227,6 +344,36 @@ static __always_inline __u32 kernel_forwards(struct xdp_md *ctx, const struct ip
 	if (!kind || *kind > 31 || !((1u << *kind) & want))
 		return PODFWD_STAT_PASS_KERNEL_ROUTE; /* a device podfwd does not forward to */
 	return 0;
+}
+
+/*
+ * Whether the kernel lets podfwd have this frame: it does not NAT the flow (conntrack)
+ * and forwards it to a device of kind `want` (FIB), asked of the kernel or remembered
+ * from an earlier answer of this epoch. 0 if so, otherwise the stat that says why the
+ * kernel must have it.
+ */
+static __always_inline __u32 kernel_lets_go(struct xdp_md *ctx, const struct iphdr *iph,
+					    const void *l4, const void *data_end, __u32 ifindex,
+					    __u32 want, __u32 flags)
+{
+	struct flow f;
+	__u64 ep = cache_epoch(flags);
+	__u32 why;
+	int hit;
+
+	flow_of(&f, iph, l4, data_end, ifindex);
+	hit = flow_cached(&f, ep);
+	if (!(hit && (flags & PODFWD_F_FLOW_CACHE_CT)) &&
+	    kernel_nats(ctx, iph, l4, data_end, flags))
+		return PODFWD_STAT_PASS_NAT;
+	if (hit) {
+		count(PODFWD_STAT_FLOW_CACHE_HIT);
+		return 0;
+	}
+	why = kernel_forwards(ctx, iph, ifindex, want, flags);
+	if (!why)
+		flow_remember(&f, ep);
+	return why;
 }
 
 /* Offsets in a VXLAN frame whose outer IPv4 header has no options. */
@@ -272,11 +419,11 @@ static __always_inline int classify_vxlan(struct xdp_md *ctx, const struct podfw
 		return pass(PODFWD_STAT_PASS_TTL); /* the kernel answers time exceeded */
 	if (inner->daddr == cfg->node_ip)
 		return pass(PODFWD_STAT_PASS_LOCAL);
-	if (kernel_nats(ctx, inner, data + INNER_L4, data_end, flags))
-		return pass(PODFWD_STAT_PASS_NAT); /* a Service reply: the kernel un-NATs it */
-	/* Decapsulated packets enter the kernel's routing on its VXLAN device. */
+	/* Decapsulated packets enter the kernel's routing on its VXLAN device. A NATed
+	 * flow is a Service reply: the kernel un-NATs it. */
 	ifindex = cfg->vtep_ifindex ? cfg->vtep_ifindex : ctx->ingress_ifindex;
-	why = kernel_forwards(ctx, inner, ifindex, 1u << PODFWD_PORT_POD, flags);
+	why = kernel_lets_go(ctx, inner, data + INNER_L4, data_end, ifindex,
+			     1u << PODFWD_PORT_POD, flags);
 	if (why)
 		return pass(why);
 	return owned(ctx, PODFWD_STAT_OWNED_VXLAN);
@@ -355,18 +502,18 @@ int podfwd_xdp(struct xdp_md *ctx)
 		return pass(PODFWD_STAT_PASS_NOT_OWNED); /* pod to node, local pod, or the outside */
 	}
 
-	if (kernel_nats(ctx, iph, iph + 1, data_end, flags))
-		return pass(PODFWD_STAT_PASS_NAT); /* the kernel rewrites this flow */
 	{
 		/* Pod side: out to a peer (uplink for host-gw, the VTEP for VXLAN);
-		 * uplink: in to a local pod, or transit out again. */
+		 * uplink: in to a local pod, or transit out again. A NATed flow: the kernel
+		 * rewrites it. */
 		__u32 want = role == PODFWD_ROLE_POD || why == PODFWD_STAT_OWNED_ROUTE
 				     ? (1u << PODFWD_PORT_UPLINK) | (1u << PODFWD_PORT_VTEP)
 				     : 1u << PODFWD_PORT_POD;
-		__u32 fib = kernel_forwards(ctx, iph, ctx->ingress_ifindex, want, flags);
+		__u32 kernel = kernel_lets_go(ctx, iph, iph + 1, data_end, ctx->ingress_ifindex,
+					      want, flags);
 
-		if (fib)
-			return pass(fib);
+		if (kernel)
+			return pass(kernel);
 	}
 	return owned(ctx, why);
 }

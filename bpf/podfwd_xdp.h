@@ -31,6 +31,13 @@ enum podfwd_role {
 #define PODFWD_F_OWN_MAC_ONLY (1u << 3) /* pass unicast frames not sent to `mac` */
 #define PODFWD_F_KERNEL_FIB (1u << 4)	/* own only what the kernel's FIB forwards to a port */
 #define PODFWD_F_CONNTRACK (1u << 5)	/* pass flows the kernel NATs (conntrack lookup) */
+/* Remember the kernel's answers per flow in `flow_cache`, valid while `epoch` stays: set
+ * only by a control thread that bumps `epoch` on every route, neighbour, link, rule and
+ * netconf change (and every second). FIB answers only, unless ... */
+#define PODFWD_F_FLOW_CACHE (1u << 6)
+/* ... the control thread also bumps `epoch` on every NATed conntrack entry the kernel
+ * creates (ctnetlink NEW events): then conntrack's "not NATed" is remembered too. */
+#define PODFWD_F_FLOW_CACHE_CT (1u << 7)
 
 /* The single entry of the `config` ARRAY. Addresses and the port in network order. */
 struct podfwd_config {
@@ -65,6 +72,26 @@ enum podfwd_port_kind {
 	PODFWD_PORT_VTEP = 3, /* the kernel VXLAN device: podfwd encapsulates itself */
 };
 
+/* Slots of the `flow_cache` PERCPU_ARRAY (direct-mapped by a hash of the flow; a power
+ * of two). */
+#define PODFWD_FLOW_CACHE_SLOTS 4096
+
+/* One remembered answer: the kernel forwards frames of this flow, arriving for a FIB
+ * lookup on `ifindex`, up to `max_len` bytes of IPv4 total length, to a device of the
+ * kind the classifier wanted (and, with PODFWD_F_FLOW_CACHE_CT, does not NAT them), as
+ * of `epoch`. A slot whose epoch is not the current one is empty. */
+struct podfwd_flow_slot {
+	__be32 saddr;
+	__be32 daddr;
+	__u32 ports;	/* source and destination port as on the wire; 0 for other protocols */
+	__u32 ifindex;
+	__u8 protocol;
+	__u8 tos;
+	__u16 max_len;
+	__u32 reserved;
+	__u64 epoch;
+};
+
 /* Indices of the `stats` PERCPU_ARRAY. Append only; src/xdp.rs names them in this order. */
 enum podfwd_stat {
 	PODFWD_STAT_REDIRECTED = 0,	/* owned, handed to the queue's AF_XDP socket */
@@ -88,6 +115,7 @@ enum podfwd_stat {
 	PODFWD_STAT_PASS_FWD_DISABLED,	/* passed: IP forwarding off on the ingress device */
 	PODFWD_STAT_PASS_KERNEL_ROUTE,	/* passed: the kernel routes it elsewhere (local, ...) */
 	PODFWD_STAT_PASS_NAT,		/* passed: a flow the kernel NATs (conntrack) */
+	PODFWD_STAT_FLOW_CACHE_HIT,	/* owned without asking the kernel: `flow_cache` knew */
 	PODFWD_STAT__MAX,
 };
 

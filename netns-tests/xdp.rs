@@ -97,7 +97,7 @@ fn pair(tag: &str) -> Pair {
 }
 
 /// Runs `f` on a thread inside `ns`'s network namespace.
-fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
     let path = format!("/run/netns/{}", ns.name());
     thread::scope(|s| {
         s.spawn(|| {
@@ -205,7 +205,13 @@ fn wait_for_stats(
 
 // --- frames -----------------------------------------------------------------------------
 
-fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4_udp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let udp_len = 8 + payload.len();
     let total = 20 + udp_len;
     let mut p = vec![0x45, 0];
@@ -234,7 +240,7 @@ fn checksum(b: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn ethernet(dst: [u8; 6], src: [u8; 6], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ethernet(dst: [u8; 6], src: [u8; 6], payload: &[u8]) -> Vec<u8> {
     let mut f = dst.to_vec();
     f.extend_from_slice(&src);
     f.extend_from_slice(&[0x08, 0x00]);

@@ -22,6 +22,7 @@ use crate::wire::MacAddr;
 use crate::xdp::{peer_subnets, Classifier, Ownership, PortKind, Role, Settings};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -167,7 +168,21 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     // Classifiers (loaded, configured, not yet attached).
     let mut settings = Settings::from_plan(plan);
     settings.vtep_ifindex = vtep_ifindex;
-    let ownership = Ownership::for_mode(plan.dataplane.mode);
+    // The classifiers remember the kernel's answers per flow while nothing they depend on
+    // changes; the control loop below forgets them (bump_epoch) on every change.
+    let mut changes = match netlink::KernelChanges::open() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("podfwd: warning: cannot follow kernel changes ({e}); the classifier asks the kernel about every frame");
+            None
+        }
+    };
+    let mut ownership = Ownership::for_mode(plan.dataplane.mode);
+    ownership.flow_cache = changes.is_some();
+    ownership.flow_cache_conntrack = changes.as_ref().is_some_and(|c| c.follows_nat());
+    if changes.is_some() && !ownership.flow_cache_conntrack {
+        eprintln!("podfwd: warning: no conntrack events (ctnetlink) in this kernel: the classifier asks conntrack about every frame");
+    }
     let owned_routes = peer_subnets(plan);
     let mut kinds: Vec<(u32, PortKind)> = plan
         .ports
@@ -309,9 +324,16 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     let mut last_print = (Instant::now(), Counters::default());
     let mut missed = Vec::new();
     let mut failure = None;
+    let mut last_epoch = Instant::now();
+    let mut wait_fds = vec![monitor.as_raw_fd()];
+    wait_fds.extend(changes.iter().flat_map(|c| c.fds()));
     // Relaxed: the flag is set by the signal handler and only needs to be seen eventually.
     while !stop.load(Ordering::Relaxed) {
-        match monitor.poll_events(Duration::from_millis(50)) {
+        if let Err(e) = netlink::wait_any(&wait_fds, Duration::from_millis(50)) {
+            eprintln!("podfwd: warning: waiting for kernel events: {e}");
+        }
+        forget_kernel_answers(&classifiers, changes.as_mut(), &mut last_epoch);
+        match monitor.poll_events(Duration::ZERO) {
             Ok(events) => {
                 for ev in events {
                     nud.insert((ev.ifindex, ev.ip), ev.state);
@@ -481,6 +503,31 @@ pub fn run(plan: &Plan, stats_interval: Option<Duration>) -> Result<(), DaemonEr
     );
     result
 }
+
+/// Makes the classifiers forget the kernel's answers they remember (the flow cache) when
+/// the kernel changed something they depend on, and once a second in any case (a bound
+/// on how long a missed notification could matter).
+fn forget_kernel_answers(
+    classifiers: &[Classifier],
+    changes: Option<&mut netlink::KernelChanges>,
+    last: &mut Instant,
+) {
+    let Some(changes) = changes else { return };
+    if changes.drain().any() || last.elapsed() >= EPOCH_TICK {
+        *last = Instant::now();
+        for c in classifiers {
+            if let Err(e) = c.bump_epoch() {
+                eprintln!(
+                    "podfwd: warning: {}: resetting the flow cache: {e}",
+                    c.iface()
+                );
+            }
+        }
+    }
+}
+
+/// The longest a remembered kernel answer lives without a change notification.
+const EPOCH_TICK: Duration = Duration::from_secs(1);
 
 /// Programs the node's kernel as flanneld would (the slow path under podfwd: VXLAN
 /// device, neighbours, FDB entries, routes; adopted from an earlier instance and kept

@@ -61,6 +61,12 @@ const MAP_XSKS: &str = "xsks";
 const MAP_STATS: &str = "stats";
 const MAP_VTEPS: &str = "vteps";
 const MAP_PORTS: &str = "ports";
+const MAP_EPOCH: &str = "epoch";
+const MAP_FLOW_CACHE: &str = "flow_cache";
+/// Slots of the `flow_cache` per-CPU array (`PODFWD_FLOW_CACHE_SLOTS`).
+pub const FLOW_CACHE_SLOTS: u32 = 4096;
+/// `struct podfwd_flow_slot`.
+const FLOW_SLOT_SIZE: u32 = 32;
 /// Entries of the `vteps` hash (peer node addresses).
 pub const MAX_VTEPS: u32 = 16384;
 /// Entries of the `ports` hash (interfaces podfwd forwards to).
@@ -82,6 +88,8 @@ const F_UPLINK_ROUTES: u32 = 1 << 2;
 const F_OWN_MAC_ONLY: u32 = 1 << 3;
 const F_KERNEL_FIB: u32 = 1 << 4;
 const F_CONNTRACK: u32 = 1 << 5;
+const F_FLOW_CACHE: u32 = 1 << 6;
+const F_FLOW_CACHE_CT: u32 = 1 << 7;
 
 /// Verifier log buffer: plenty for this program's log at level 1.
 const VERIFIER_LOG_SIZE: usize = 1 << 20;
@@ -198,6 +206,13 @@ pub struct Ownership {
     /// Pass TCP/UDP flows that the kernel's conntrack NATs (`bpf_xdp_ct_lookup`), so
     /// kube-proxy's Service translation stays on the kernel path.
     pub conntrack: bool,
+    /// Remember the FIB's "yes" per flow (per CPU) until the next
+    /// [`Classifier::bump_epoch`]. Only for an owner that bumps the epoch on every route,
+    /// neighbour, link, rule and netconf change of the namespace ([`crate::netlink::KernelChanges`]).
+    pub flow_cache: bool,
+    /// With `flow_cache`: remember conntrack's "not NATed" too. Only for an owner that
+    /// also bumps the epoch on every NATed connection the kernel creates.
+    pub flow_cache_conntrack: bool,
 }
 
 impl Default for Ownership {
@@ -210,6 +225,8 @@ impl Default for Ownership {
             own_mac_only: true,
             kernel_fib: true,
             conntrack: true,
+            flow_cache: false,
+            flow_cache_conntrack: false,
         }
     }
 }
@@ -232,6 +249,8 @@ impl Ownership {
         Ownership {
             kernel_fib: false,
             conntrack: false,
+            flow_cache: false,
+            flow_cache_conntrack: false,
             ..self
         }
     }
@@ -244,6 +263,11 @@ impl Ownership {
             (self.own_mac_only, F_OWN_MAC_ONLY),
             (self.kernel_fib, F_KERNEL_FIB),
             (self.conntrack, F_CONNTRACK),
+            (self.flow_cache, F_FLOW_CACHE),
+            (
+                self.flow_cache && self.flow_cache_conntrack,
+                F_FLOW_CACHE_CT,
+            ),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -258,6 +282,8 @@ impl Ownership {
             own_mac_only: flags & F_OWN_MAC_ONLY != 0,
             kernel_fib: flags & F_KERNEL_FIB != 0,
             conntrack: flags & F_CONNTRACK != 0,
+            flow_cache: flags & F_FLOW_CACHE != 0,
+            flow_cache_conntrack: flags & F_FLOW_CACHE_CT != 0,
         }
     }
 }
@@ -376,10 +402,13 @@ pub enum Stat {
     PassKernelRoute,
     /// Passed: a TCP/UDP flow the kernel NATs (a kube-proxy Service connection).
     PassNat,
+    /// Owned without asking the kernel: the flow cache held this epoch's answer (also
+    /// counted as owned_*, like every owned frame).
+    FlowCacheHit,
 }
 
 impl Stat {
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
     pub const ALL: [Stat; Self::COUNT] = [
         Stat::Redirected,
         Stat::NoSocket,
@@ -402,6 +431,7 @@ impl Stat {
         Stat::PassFwdDisabled,
         Stat::PassKernelRoute,
         Stat::PassNat,
+        Stat::FlowCacheHit,
     ];
 
     /// A stable snake_case name for stats output.
@@ -428,12 +458,13 @@ impl Stat {
             Stat::PassFwdDisabled => "pass_fwd_disabled",
             Stat::PassKernelRoute => "pass_kernel_route",
             Stat::PassNat => "pass_nat",
+            Stat::FlowCacheHit => "flow_cache_hits",
         }
     }
 
     /// Whether this counts a reason to pass a frame the classifier does not own.
     pub const fn is_pass(self) -> bool {
-        (self as u32) >= (Stat::PassUnconfigured as u32)
+        (self as u32) >= (Stat::PassUnconfigured as u32) && (self as u32) <= (Stat::PassNat as u32)
     }
 }
 
@@ -691,6 +722,8 @@ pub struct Classifier {
     link: Option<XdpLink>,
     pinned: Vec<PathBuf>,
     removed_stale: Vec<AttachedProgram>,
+    /// The last value written to the `epoch` map (the control thread is the only writer).
+    epoch: std::sync::atomic::AtomicU64,
     object: Object,
 }
 
@@ -720,6 +753,7 @@ impl Classifier {
             link: None,
             pinned: Vec::new(),
             removed_stale: Vec::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             object,
         };
         c.check_layout()?;
@@ -743,6 +777,14 @@ impl Classifier {
             (MAP_STATS, MapType::PercpuArray, 4, 8, Stat::COUNT as u32),
             (MAP_VTEPS, MapType::Hash, 4, 4, MAX_VTEPS),
             (MAP_PORTS, MapType::Hash, 4, 4, MAX_PORTS),
+            (MAP_EPOCH, MapType::Array, 4, 8, 1),
+            (
+                MAP_FLOW_CACHE,
+                MapType::PercpuArray,
+                4,
+                FLOW_SLOT_SIZE,
+                FLOW_CACHE_SLOTS,
+            ),
         ];
         for (name, ty, key, value, entries) in expect {
             let m = self.map(name)?;
@@ -988,7 +1030,25 @@ impl Classifier {
     fn write_config(&self, bytes: &[u8; CONFIG_SIZE]) -> Result<(), XdpError> {
         self.map(MAP_CONFIG)?
             .update(&0u32.to_ne_bytes(), bytes, MapFlags::ANY)
-            .map_err(|e| bpf_error("writing the classifier config", &self.iface, e))
+            .map_err(|e| bpf_error("writing the classifier config", &self.iface, e))?;
+        self.bump_epoch()
+    }
+
+    /// Forgets every answer in the flow cache (on every CPU): the next frame of each flow
+    /// asks the kernel again. The owner calls it on every kernel change the answers
+    /// depend on; every map update of this classifier calls it too.
+    ///
+    /// A program run that read the old epoch before this call may still store an answer
+    /// under it, which no later run reads: the epoch is read before the kernel is asked.
+    pub fn bump_epoch(&self) -> Result<(), XdpError> {
+        use std::sync::atomic::Ordering;
+        // Relaxed: only the control thread writes; the map update is the publication.
+        let next = self.epoch.load(Ordering::Relaxed).wrapping_add(1).max(1);
+        self.map(MAP_EPOCH)?
+            .update(&0u32.to_ne_bytes(), &next.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| bpf_error("writing the flow cache epoch", &self.iface, e))?;
+        self.epoch.store(next, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Replaces the `routes` trie with `prefixes` (host bits ignored): new entries are
@@ -1024,7 +1084,7 @@ impl Classifier {
                 Err(e) => return Err(bpf_error("removing a stale route", &self.iface, e)),
             }
         }
-        Ok(())
+        self.bump_epoch()
     }
 
     /// The prefixes currently in the `routes` trie, sorted.
@@ -1097,7 +1157,7 @@ impl Classifier {
                 }
             }
         }
-        Ok(())
+        self.bump_epoch()
     }
 
     /// Registers the AF_XDP socket bound to rx queue `queue` of this interface. The
@@ -1208,18 +1268,57 @@ impl Classifier {
     /// Runs the program once over `frame` (BPF_PROG_TEST_RUN); returns the XDP action.
     #[cfg(test)]
     fn run_frame(&self, frame: &[u8]) -> u32 {
+        self.test_run(frame, 0, 1)
+            .expect("BPF_PROG_TEST_RUN")
+            .action
+    }
+
+    /// Runs the program `repeat` times over `frame` with `BPF_PROG_TEST_RUN`, as if it
+    /// had arrived on the device `ingress_ifindex` (0: none; the kernel FIB and conntrack
+    /// lookups need a device of this namespace), rx queue 0. Nothing is sent: an
+    /// `XDP_REDIRECT` is only returned. The program's counters and caches are updated as
+    /// for real traffic. For byte-level tests and for measuring the per-frame cost.
+    pub fn test_run(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<TestRun, XdpError> {
+        // struct xdp_md: data (metadata length: 0), data_end (must be the frame's length),
+        // data_meta (must be 0), ingress_ifindex, rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        ctx[4..8].copy_from_slice(&len.to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
         let input = libbpf_rs::ProgramInput {
             data_in: Some(frame),
+            context_in: (ingress_ifindex != 0).then_some(&mut ctx[..]),
+            repeat,
             ..Default::default()
         };
-        self.object
+        let out = self
+            .object
             .progs_mut()
             .find(|p| p.name() == PROGRAM_NAME)
-            .expect("the program")
+            .ok_or_else(|| XdpError::ObjectMismatch {
+                what: format!("program {PROGRAM_NAME:?} is missing"),
+            })?
             .test_run(input)
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
+            .map_err(|e| bpf_error("BPF_PROG_TEST_RUN".to_string(), &self.iface, e))?;
+        Ok(TestRun {
+            action: out.return_value,
+            per_run: out.duration,
+        })
     }
+}
+
+/// What [`Classifier::test_run`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct TestRun {
+    /// The XDP action the program returned (`XDP_PASS` = 2, `XDP_REDIRECT` = 4, ...).
+    pub action: u32,
+    /// The kernel's average time per run.
+    pub per_run: std::time::Duration,
 }
 
 impl Drop for Classifier {
@@ -1706,6 +1805,8 @@ mod tests {
             own_mac_only: true,
             kernel_fib: false,
             conntrack: true,
+            flow_cache: false,
+            flow_cache_conntrack: false,
         };
         let mut set = settings();
         set.vni = 0x12_3456;

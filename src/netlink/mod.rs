@@ -12,6 +12,8 @@
 //!   so the kernel's ARP state machine sends the requests, retries and times out; the
 //!   result arrives through the monitor.
 //! - [`neighbour`]: one lookup (`RTM_GETNEIGH` for a single entry).
+//! - [`KernelChanges`]: tells the control thread when routes, neighbours, links, rules,
+//!   netconf or NATed connections change (what the XDP classifier's flow cache depends on).
 //! - [`KernelObjects`]: the slow path's objects (VXLAN links, addresses, permanent
 //!   neighbours, FDB entries, routes with a protocol), read and written over one socket
 //!   for [`crate::kernel`].
@@ -23,6 +25,7 @@
 //! checked everywhere: a malformed or unexpected message is an error or is skipped,
 //! never a panic. Requests are built with `netlink-packet-route`.
 
+mod changes;
 #[doc(hidden)]
 pub mod fuzzing;
 mod kernel_objects;
@@ -34,6 +37,7 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
+pub use changes::{wait_any, Changes, KernelChanges};
 pub use kernel_objects::{
     describe_route, FdbRecord, KernelObjects, LinkDetails, NeighbourRecord, NewRoute, NewVxlan,
     RouteRecord, VxlanInfo, RT_TABLE_MAIN,
