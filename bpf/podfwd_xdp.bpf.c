@@ -104,12 +104,15 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } xsks SEC(".maps");
 
-/* The control thread's count of kernel changes (routes, neighbours, links, rules,
- * netconf, NATed connections; and a tick a second): a `flow_cache` slot is valid only
- * for the epoch it was written in. 0: nothing is remembered. */
+/* A `flow_cache` slot is valid only for the epoch it was written in, made of two counts:
+ * [PODFWD_EPOCH_CONTROL] the control thread's count of kernel changes (routes,
+ * neighbours, links, rules, netconf, NATed connections; and a tick a second), written
+ * by it alone (0: nothing is remembered); [PODFWD_EPOCH_CONNECTIONS] this program's
+ * count of new connections it handed to the kernel (which may NAT them), incremented
+ * atomically here alone. Two counters, so neither writer can undo the other's bump. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, PODFWD_EPOCH__MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } epoch SEC(".maps");
@@ -176,34 +179,49 @@ static __always_inline int is_fragment(const struct iphdr *iph)
 }
 
 /*
- * Whether the kernel NATs this flow: a conntrack entry (either direction) with SNAT or
- * DNAT. Its packets must take the kernel path, which rewrites them. `l4` points at the
- * TCP/UDP ports of the packet `iph` (a header without options); other protocols are
- * not looked up (bpf_xdp_ct_lookup takes TCP and UDP only).
+ * Looks the flow of `iph` up in conntrack (either direction). `l4` points at the
+ * TCP/UDP ports of the packet (a header without options). -1 when there is nothing to
+ * look up (not TCP/UDP, no ports, no conntrack kfunc); else 0 and `*ct` is the entry
+ * (to release) or NULL.
  */
-static __always_inline int kernel_nats(struct xdp_md *ctx, const struct iphdr *iph,
-				       const void *l4, const void *data_end, __u32 flags)
+static __always_inline int ct_lookup(struct xdp_md *ctx, const struct iphdr *iph,
+				     const void *l4, const void *data_end, struct nf_conn **ct)
 {
 	struct bpf_ct_opts___podfwd opts = { .netns_id = BPF_F_CURRENT_NETNS };
 	struct bpf_sock_tuple tuple = {};
 	const __be16 *ports = l4;
-	struct nf_conn *ct;
-	int nat;
 
-	if (!(flags & PODFWD_F_CONNTRACK) || !bpf_xdp_ct_lookup)
-		return 0;
+	*ct = NULL;
+	if (!bpf_xdp_ct_lookup)
+		return -1;
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
-		return 0;
+		return -1;
 	if ((const void *)(ports + 2) > data_end)
-		return 0; /* no ports to look up: the forwarding decision needs none */
+		return -1;
 	tuple.ipv4.saddr = iph->saddr;
 	tuple.ipv4.daddr = iph->daddr;
 	tuple.ipv4.sport = ports[0];
 	tuple.ipv4.dport = ports[1];
 	opts.l4proto = iph->protocol;
-	ct = bpf_xdp_ct_lookup(ctx, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
-	if (!ct)
+	*ct = bpf_xdp_ct_lookup(ctx, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
+	return 0;
+}
+
+/*
+ * Whether the kernel NATs this flow: a conntrack entry (either direction) with SNAT or
+ * DNAT. Its packets must take the kernel path, which rewrites them. Other protocols
+ * than TCP and UDP are not looked up (bpf_xdp_ct_lookup takes those only).
+ */
+static __always_inline int kernel_nats(struct xdp_md *ctx, const struct iphdr *iph,
+				       const void *l4, const void *data_end, __u32 flags)
+{
+	struct nf_conn *ct;
+	int nat;
+
+	if (!(flags & PODFWD_F_CONNTRACK))
 		return 0;
+	if (ct_lookup(ctx, iph, l4, data_end, &ct) < 0 || !ct)
+		return 0; /* nothing to look up (the decision needs no ports), or no entry */
 	nat = (ct->status & IPS_NAT_MASK) != 0;
 	bpf_ct_release(ct);
 	return nat;
@@ -239,14 +257,18 @@ static __always_inline void flow_of(struct flow *f, const struct iphdr *iph, con
 /* The current epoch when the flow cache is on, else 0. */
 static __always_inline __u64 cache_epoch(__u32 flags)
 {
-	__u32 zero = 0;
-	__u64 *e;
+	__u32 control = PODFWD_EPOCH_CONTROL, connections = PODFWD_EPOCH_CONNECTIONS;
+	__u64 *c, *n;
 
 	if (!(flags & PODFWD_F_FLOW_CACHE))
 		return 0;
-	e = bpf_map_lookup_elem(&epoch, &zero);
-	return e ? *e : 0;
+	c = bpf_map_lookup_elem(&epoch, &control);
+	n = bpf_map_lookup_elem(&epoch, &connections);
+	if (!c || !n || !*c)
+		return 0;
+	return (*c << 32) | (*n & 0xffffffffu);
 }
+
 
 static __always_inline struct podfwd_flow_slot *flow_slot(const struct flow *f)
 {
@@ -303,6 +325,37 @@ static __always_inline void flow_remember(const struct flow *f, __u64 ep)
 	s->tos = f->tos;
 	s->max_len = f->tot_len;
 	s->epoch = ep;
+}
+
+/*
+ * A TCP/UDP frame goes to the kernel. If it starts a connection (conntrack has no entry
+ * for it yet), the kernel may NAT that connection (a pod's packet to a Service address,
+ * a peer's to a node port), and its replies may be a flow whose "not NATed" answer is
+ * remembered: forget every remembered answer now, before the kernel even sees the
+ * packet. (ctnetlink events tell the control thread of NAT entries made any other way,
+ * a little later.)
+ */
+static __always_inline void note_kernel_flow(struct xdp_md *ctx, const struct iphdr *iph,
+					     const void *l4, const void *data_end, __u32 flags)
+{
+	__u32 connections = PODFWD_EPOCH_CONNECTIONS;
+	struct nf_conn *ct;
+	__u64 *n;
+	int known;
+
+	if ((flags & (PODFWD_F_FLOW_CACHE | PODFWD_F_FLOW_CACHE_CT)) !=
+	    (PODFWD_F_FLOW_CACHE | PODFWD_F_FLOW_CACHE_CT))
+		return;
+	known = ct_lookup(ctx, iph, l4, data_end, &ct);
+	if (known < 0)
+		return; /* not TCP/UDP, or no ports: nothing the kernel NATs by port */
+	if (ct) {
+		bpf_ct_release(ct);
+		return;
+	}
+	n = bpf_map_lookup_elem(&epoch, &connections);
+	if (n)
+		__sync_fetch_and_add(n, 1);
 }
 
 /*
@@ -417,8 +470,10 @@ static __always_inline int classify_vxlan(struct xdp_md *ctx, const struct podfw
 		return pass(PODFWD_STAT_PASS_FRAGMENT);
 	if (inner->ttl <= 1)
 		return pass(PODFWD_STAT_PASS_TTL); /* the kernel answers time exceeded */
-	if (inner->daddr == cfg->node_ip)
-		return pass(PODFWD_STAT_PASS_LOCAL);
+	if (inner->daddr == cfg->node_ip) {
+		note_kernel_flow(ctx, inner, data + INNER_L4, data_end, flags);
+		return pass(PODFWD_STAT_PASS_LOCAL); /* a peer pod to a node port, ... */
+	}
 	/* Decapsulated packets enter the kernel's routing on its VXLAN device. A NATed
 	 * flow is a Service reply: the kernel un-NATs it. */
 	ifindex = cfg->vtep_ifindex ? cfg->vtep_ifindex : ctx->ingress_ifindex;
@@ -482,6 +537,7 @@ int podfwd_xdp(struct xdp_md *ctx)
 			if (udp->dest == cfg->vxlan_port)
 				return classify_vxlan(ctx, cfg, iph, flags); /* outer TTL moot */
 		}
+		note_kernel_flow(ctx, iph, iph + 1, data_end, flags);
 		return pass(PODFWD_STAT_PASS_LOCAL); /* for the node itself */
 	}
 
@@ -494,11 +550,15 @@ int podfwd_xdp(struct xdp_md *ctx)
 			why = PODFWD_STAT_OWNED_LOCAL_PODS; /* host-gw inbound to our pods */
 		else if ((flags & PODFWD_F_UPLINK_ROUTES) && routes_own(iph->daddr))
 			why = PODFWD_STAT_OWNED_ROUTE; /* transit to a peer subnet */
-		else
+		else {
+			note_kernel_flow(ctx, iph, iph + 1, data_end, flags);
 			return pass(PODFWD_STAT_PASS_NOT_OWNED); /* routed by the kernel */
+		}
 	} else if (routes_own(iph->daddr)) {
 		why = PODFWD_STAT_OWNED_ROUTE; /* pod traffic to a peer subnet */
 	} else {
+		/* A Service address among them: kube-proxy DNATs it here. */
+		note_kernel_flow(ctx, iph, iph + 1, data_end, flags);
 		return pass(PODFWD_STAT_PASS_NOT_OWNED); /* pod to node, local pod, or the outside */
 	}
 

@@ -72,6 +72,13 @@ enum podfwd_port_kind {
 	PODFWD_PORT_VTEP = 3, /* the kernel VXLAN device: podfwd encapsulates itself */
 };
 
+/* Entries of the `epoch` ARRAY (see there). */
+enum podfwd_epoch {
+	PODFWD_EPOCH_CONTROL = 0,
+	PODFWD_EPOCH_CONNECTIONS = 1,
+	PODFWD_EPOCH__MAX,
+};
+
 /* Slots of the `flow_cache` PERCPU_ARRAY (direct-mapped by a hash of the flow; a power
  * of two). */
 #define PODFWD_FLOW_CACHE_SLOTS 4096

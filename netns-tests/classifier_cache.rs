@@ -244,6 +244,48 @@ fn remembered_answers_own_a_flow_without_asking_the_kernel_until_the_epoch_moves
 }
 
 #[test]
+fn a_new_connection_handed_to_the_kernel_forgets_every_remembered_answer() {
+    skip_unless_root!();
+    let node = host_gw_node("fcconn");
+    in_ns(&node.dut, || {
+        pin_to_cpu0();
+        let (c, ifindex, mac) = classifier(&cached());
+        let flow = pod_frame(mac, 1);
+        assert_eq!(run(&c, &flow, ifindex, 2)[2], (Stat::FlowCacheHit, 1));
+        // The pod opens a connection to a Service address: not podfwd's, the kernel
+        // may DNAT it, and its replies could be a remembered flow.
+        let service = ethernet(
+            mac,
+            [0x02, 0, 0, 0, 0x0c, 0x05],
+            &ipv4_udp(LOCAL_POD, Ipv4Addr::new(10, 96, 0, 10), 64, 53, b"query"),
+        );
+        assert_eq!(run(&c, &service, ifindex, 1), vec![(Stat::PassNotOwned, 1)]);
+        // So the remembered answer is gone: the kernel is asked again, then remembered.
+        assert_eq!(
+            run(&c, &flow, ifindex, 2),
+            vec![
+                (Stat::NoSocket, 2),
+                (Stat::OwnedRoute, 2),
+                (Stat::FlowCacheHit, 1)
+            ]
+        );
+        // Without the conntrack part of the cache, such frames change nothing.
+        c.set_ownership(&Ownership {
+            flow_cache_conntrack: false,
+            ..cached()
+        })
+        .unwrap();
+        assert_eq!(
+            run(&c, &flow, ifindex, 1).len(),
+            2,
+            "first frame after set_ownership"
+        );
+        run(&c, &service, ifindex, 1);
+        assert_eq!(run(&c, &flow, ifindex, 1)[2], (Stat::FlowCacheHit, 1));
+    });
+}
+
+#[test]
 fn a_remembered_flow_that_grows_past_the_egress_mtu_goes_to_the_kernel() {
     skip_unless_root!();
     let node = host_gw_node("fcmtu");

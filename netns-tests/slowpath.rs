@@ -21,6 +21,7 @@
 //! | `node_reaches_a_pod_on_the_other_node` | node A -> pod B: ping and TCP |
 //! | `pod_reaches_the_other_nodes_pod_gateway` | pod B -> 10.244.0.1: ping and TCP |
 //! | `service_dnat_on_the_node_reaches_a_remote_pod` | iptables DNAT 10.96.0.10:80 -> 10.244.1.2:8080 on node A; TCP from pod A |
+//! | `service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated` | UDP pod A:40123 -> pod B:8080 directly, then the same port to a DNATed Service: every Service reply comes from 10.96.0.10:80 (the flow cache forgot the direct flow's answer) |
 //! | `vxlan_from_an_on_link_peer_is_accepted` (auto) | node B (VXLAN, no DirectRouting) -> node A (host-gw to B) |
 //! | `podfwd_carries_the_bulk_traffic` (podfwd) | podfwd's counters account for >= 99% of 10k UDP datagrams |
 //! | `sigkill_and_restart_mid_flood_lose_at_most_5` (podfwd) | ping -i 0.01: SIGKILL, then restart, each loses <= 5 |
@@ -31,6 +32,7 @@ use crate::harness::{self, skip_unless_root, Netns};
 use crate::traffic::{exe, ping_ok, started_cluster, TcpTransfer};
 use podfwd::config::{Backend, Mode};
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
+use std::thread;
 use std::time::Duration;
 
 const A: usize = 0;
@@ -150,6 +152,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         // No podfwd: no counters, nothing to kill.
     ]
 );
@@ -166,6 +169,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
     ]
 );
 
@@ -181,6 +185,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         vxlan_from_an_on_link_peer_is_accepted,
     ]
 );
@@ -200,6 +205,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         podfwd_carries_the_bulk_traffic,
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
@@ -217,6 +223,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         podfwd_carries_the_bulk_traffic,
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
@@ -234,6 +241,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         vxlan_from_an_on_link_peer_is_accepted,
         podfwd_carries_the_bulk_traffic,
         sigkill_and_restart_mid_flood_lose_at_most_5,
@@ -255,6 +263,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         podfwd_carries_the_bulk_traffic,
         // SIGKILL closes the TUN fd: the kernel deletes podfwd0 and the routes into it,
         // and nothing else routes pod B's subnet on node A (no kernel VTEP or host-gw
@@ -276,6 +285,7 @@ rows!(
         node_reaches_a_pod_on_the_other_node,
         pod_reaches_the_other_nodes_pod_gateway,
         service_dnat_on_the_node_reaches_a_remote_pod,
+        service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         podfwd_carries_the_bulk_traffic,
         // SIGKILL closes the TUN fd: the kernel deletes podfwd0 and the routes into it,
         // and nothing else routes pod B's subnet on node A (no kernel VTEP or host-gw
@@ -523,6 +533,106 @@ fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, v: Variant) {
     if v.is_podfwd() && v.backend() == Backend::AfXdp {
         // The replies (pod B -> pod A) are what podfwd would take; the classifier's
         // conntrack rule gave them to the kernel, which un-DNATed them.
+        assert!(
+            classifier_counter(c, "pass_nat") > 0,
+            "node A's classifier passed the NATed replies: {:?}",
+            c.stats(A).map(|s| s.classifier)
+        );
+    }
+}
+
+/// Pod B's UDP echo server.
+const UDP_ECHO: &str = "import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', 8080))
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(d, a)
+";
+
+/// Pod A's client: from one source port, 40 requests straight to pod B, then 5 to the
+/// Service; prints where each reply came from.
+const UDP_CLIENT: &str = "import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', 40123))
+s.settimeout(1.0)
+def ask(dst, n):
+    got = []
+    for i in range(n):
+        s.sendto(b'q%d' % i, dst)
+        try:
+            d, src = s.recvfrom(2048)
+            got.append('%s:%d' % src)
+        except socket.timeout:
+            got.append('timeout')
+    return ' '.join(got)
+print('direct', ask((sys.argv[1], 8080), 40))
+print('service', ask(('10.96.0.10', 80), 5))
+";
+
+/// kube-proxy's Service again, on a connection whose reply direction (pod B:8080 -> pod
+/// A:40123) is exactly a flow that podfwd carried a moment before, when pod A talked to
+/// pod B directly from the same port (Linux reuses ephemeral ports across destinations).
+/// Node A's conntrack never saw that direct flow (podfwd carried it), so it NATs the
+/// Service connection without changing the port, and the replies must still be
+/// un-NATed by node A: podfwd must not take them on a remembered "not NATed" answer.
+fn service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated(c: &mut Cluster, v: Variant) {
+    ping_ok(c, A, 1);
+    let echo = c.pods[B]
+        .spawn(&["python3", "-c", UDP_ECHO])
+        .unwrap_or_else(|e| panic!("udp echo on pod B: {e}"));
+    let dnat = [
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-d",
+        "10.96.0.10/32",
+        "-p",
+        "udp",
+        "--dport",
+        "80",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        &format!("{}:8080", SIDES[B].pod_ip),
+    ];
+    if let Err(e) = c.nodes[A].exec(&dnat) {
+        panic!("{e} (iptables comes from tools/setup.sh)");
+    }
+    // The echo server needs a moment to bind; the client's first requests may time out.
+    thread::sleep(Duration::from_millis(300));
+    let out = output(&c.pods[A], &["python3", "-c", UDP_CLIENT, SIDES[B].pod_ip]);
+    c.pods[B].kill(echo);
+    let replies = |label: &str| -> Vec<String> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in the client's output:\n{out}"))
+            .split_whitespace()
+            .filter(|r| *r != "timeout")
+            .map(str::to_string)
+            .collect()
+    };
+    let direct = replies("direct ");
+    let service = replies("service ");
+    let pod_b = format!("{}:8080", SIDES[B].pod_ip);
+    assert!(
+        direct.len() >= 30 && direct.iter().all(|r| *r == pod_b),
+        "direct replies come from pod B:\n{out}\n{}",
+        c.logs()
+    );
+    assert!(
+        service.len() >= 4 && service.iter().all(|r| r == "10.96.0.10:80"),
+        "every Service reply comes from the Service address (un-NATed by node A):\n{out}\n{}",
+        c.logs()
+    );
+    if v.is_podfwd() && v.backend() == Backend::AfXdp {
+        assert!(
+            classifier_counter(c, "flow_cache_hits") > 0,
+            "the direct flow was answered from node A's flow cache (else this row tests nothing): {:?}",
+            c.stats(A).map(|s| s.classifier)
+        );
         assert!(
             classifier_counter(c, "pass_nat") > 0,
             "node A's classifier passed the NATed replies: {:?}",

@@ -722,8 +722,6 @@ pub struct Classifier {
     link: Option<XdpLink>,
     pinned: Vec<PathBuf>,
     removed_stale: Vec<AttachedProgram>,
-    /// The last value written to the `epoch` map (the control thread is the only writer).
-    epoch: std::sync::atomic::AtomicU64,
     object: Object,
 }
 
@@ -753,7 +751,6 @@ impl Classifier {
             link: None,
             pinned: Vec::new(),
             removed_stale: Vec::new(),
-            epoch: std::sync::atomic::AtomicU64::new(0),
             object,
         };
         c.check_layout()?;
@@ -777,7 +774,7 @@ impl Classifier {
             (MAP_STATS, MapType::PercpuArray, 4, 8, Stat::COUNT as u32),
             (MAP_VTEPS, MapType::Hash, 4, 4, MAX_VTEPS),
             (MAP_PORTS, MapType::Hash, 4, 4, MAX_PORTS),
-            (MAP_EPOCH, MapType::Array, 4, 8, 1),
+            (MAP_EPOCH, MapType::Array, 4, 8, 2),
             (
                 MAP_FLOW_CACHE,
                 MapType::PercpuArray,
@@ -1040,14 +1037,29 @@ impl Classifier {
     ///
     /// A program run that read the old epoch before this call may still store an answer
     /// under it, which no later run reads: the epoch is read before the kernel is asked.
+    /// This writes entry 0 of the `epoch` map only; the program counts the connections
+    /// it hands to the kernel in entry 1 itself.
+    ///
+    /// The `epoch` map is one for every classifier of the process ([`shared_epoch`]), so
+    /// this forgets the answers of all of them, and a new connection that one program
+    /// hands to the kernel (on the pod side) forgets those of the others (the uplink's,
+    /// which would carry the connection's replies).
     pub fn bump_epoch(&self) -> Result<(), XdpError> {
-        use std::sync::atomic::Ordering;
-        // Relaxed: only the control thread writes; the map update is the publication.
-        let next = self.epoch.load(Ordering::Relaxed).wrapping_add(1).max(1);
-        self.map(MAP_EPOCH)?
+        let shared = shared_epoch().map_err(|why| XdpError::ObjectMismatch {
+            what: format!("the shared epoch map: {why}"),
+        })?;
+        // The lock keeps the written values increasing: two writers must not publish
+        // out of order (an older epoch coming back would revive stale answers).
+        let mut control = shared
+            .control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let next = control.wrapping_add(1).max(1);
+        shared
+            .map
             .update(&0u32.to_ne_bytes(), &next.to_ne_bytes(), MapFlags::ANY)
             .map_err(|e| bpf_error("writing the flow cache epoch", &self.iface, e))?;
-        self.epoch.store(next, Ordering::Relaxed);
+        *control = next;
         Ok(())
     }
 
@@ -1338,6 +1350,35 @@ impl Drop for Classifier {
 // ---------------------------------------------------------------------------------------
 
 /// Opens and loads a BPF object from memory, capturing the verifier log on failure.
+/// The `epoch` map every classifier of this process shares (see `bpf/podfwd_xdp.bpf.c`),
+/// with the control epoch last written to it.
+pub(crate) struct SharedEpoch {
+    map: libbpf_rs::MapHandle,
+    control: std::sync::Mutex<u64>,
+}
+
+/// The process's shared `epoch` map, created on first use. BPF maps belong to no
+/// network namespace, so classifiers in several namespaces (tests, `podfwd lab`) share
+/// it too, which only makes them forget answers a little more often.
+pub(crate) fn shared_epoch() -> Result<&'static SharedEpoch, String> {
+    static SHARED: std::sync::OnceLock<Result<SharedEpoch, String>> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let opts = libbpf_sys::bpf_map_create_opts {
+                sz: mem::size_of::<libbpf_sys::bpf_map_create_opts>() as libbpf_sys::size_t,
+                ..Default::default()
+            };
+            libbpf_rs::MapHandle::create(MapType::Array, Some(MAP_EPOCH), 4, 8, 2, &opts)
+                .map(|map| SharedEpoch {
+                    map,
+                    control: std::sync::Mutex::new(0),
+                })
+                .map_err(|e| format!("creating it: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 fn load_object(bytes: &[u8], program: &str, iface: &str) -> Result<Object, XdpError> {
     let open =
         ObjectBuilder::default()
@@ -1347,6 +1388,30 @@ fn load_object(bytes: &[u8], program: &str, iface: &str) -> Result<Object, XdpEr
             })?;
     let mut log = vec![0u8; VERIFIER_LOG_SIZE];
     let obj_ptr = open.take_ptr();
+    // The classifier's `epoch` map is the process's shared one (test fixtures have none).
+    // libbpf renames a reused map after the map it reuses: both are called `epoch`.
+    let epoch_name = CString::new(MAP_EPOCH).expect("no NUL in a map name");
+    // SAFETY: `obj_ptr` is a valid open object we own; the name is NUL-terminated.
+    let epoch_map =
+        unsafe { libbpf_sys::bpf_object__find_map_by_name(obj_ptr.as_ptr(), epoch_name.as_ptr()) };
+    if !epoch_map.is_null() {
+        let shared = shared_epoch().map_err(|why| XdpError::ObjectMismatch {
+            what: format!("the shared epoch map: {why}"),
+        })?;
+        // SAFETY: `epoch_map` belongs to the open object; libbpf dups the fd, which stays
+        // valid for the process (the map handle is in a static).
+        let rc =
+            unsafe { libbpf_sys::bpf_map__reuse_fd(epoch_map, shared.map.as_fd().as_raw_fd()) };
+        if rc != 0 {
+            // SAFETY: ownership goes back to libbpf-rs, which closes the object on drop.
+            drop(unsafe { Object::from_ptr(obj_ptr) });
+            return Err(XdpError::Os {
+                action: "sharing the epoch map".into(),
+                iface: iface.to_string(),
+                source: io::Error::from_raw_os_error(-rc),
+            });
+        }
+    }
     // SAFETY: `obj_ptr` is a valid open object that we own; programs are iterated with
     // libbpf's own iterator. Each program keeps a pointer to `log`, which outlives the
     // load below (it is declared before `object` and dropped after it) and is only read
