@@ -14,6 +14,7 @@
 //! - [`cli`]: the `podfwd` command line.
 
 pub mod afxdp;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod control;
