@@ -27,6 +27,7 @@ pub mod lpm;
 pub mod netlink;
 pub mod netns;
 pub mod nexthop;
+pub mod notify;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
