@@ -1362,6 +1362,8 @@ vtep_mac = "0e:00:00:00:00:0c"
             "[control]",
             "socket",
             "bpf_pin_dir",
+            "[metrics]",
+            "listen",
             "[[peers]]",
             "node_ip",
         ];
