@@ -127,7 +127,11 @@ fn git_revision(manifest_dir: &Path) -> String {
     }
     // The files whose change moves HEAD or the index. A path that does not exist is left
     // out: cargo would rerun the script on every build for it.
-    let mut watch = vec!["HEAD".to_string(), "packed-refs".to_string(), "index".to_string()];
+    let mut watch = vec![
+        "HEAD".to_string(),
+        "packed-refs".to_string(),
+        "index".to_string(),
+    ];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watch.push(branch);
     }
@@ -139,7 +143,14 @@ fn git_revision(manifest_dir: &Path) -> String {
             }
         }
     }
-    for src in ["src", "bpf", "tools/bench", "Cargo.toml", "Cargo.lock", "build.rs"] {
+    for src in [
+        "src",
+        "bpf",
+        "tools/bench",
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+    ] {
         if manifest_dir.join(src).exists() {
             println!("cargo:rerun-if-changed={src}");
         }
@@ -149,8 +160,13 @@ fn git_revision(manifest_dir: &Path) -> String {
     };
     // --untracked-files=no: a stray scratch file is not a change to what was built.
     // --no-optional-locks: do not refresh (rewrite) the index, which would rerun us.
-    let dirty = git(&["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    let dirty = git(&[
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ])
+    .is_some_and(|s| !s.is_empty());
     if dirty {
         format!("{rev}-dirty")
     } else {

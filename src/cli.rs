@@ -209,7 +209,12 @@ fn man_page(out: &mut dyn io::Write) -> Result<(), CliError> {
             let values = arg
                 .get_value_names()
                 .filter(|_| takes_values)
-                .map(|v| v.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>().join(" "))
+                .map(|v| {
+                    v.iter()
+                        .map(|n| format!("<{n}>"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .unwrap_or_default();
             let head = match (names.is_empty(), values.is_empty()) {
                 (true, _) => values,

@@ -24,6 +24,7 @@ pub mod handoff;
 pub mod kernel;
 pub mod lab;
 pub mod lpm;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod nexthop;

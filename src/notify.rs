@@ -167,7 +167,10 @@ mod tests {
             .unwrap_or_else(|| panic!("{msg:?}"))
             .parse()
             .unwrap();
-        assert!(usec >= before && usec < before + 5_000_000, "{usec} vs {before}");
+        assert!(
+            usec >= before && usec < before + 5_000_000,
+            "{usec} vs {before}"
+        );
         notify_to(&socket, &status_state("forwarding on eth0\nREADY=1")).unwrap();
         assert_eq!(receive(&server), "STATUS=forwarding on eth0 READY=1");
     }

@@ -235,7 +235,11 @@ fn bash_completion_is_valid_bash_and_completes_every_subcommand() {
     let out = podfwd(&["completions", "bash"]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let script = scratch_file("podfwd.bash", &text(&out.stdout));
-    let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "bash -n: {}", text(&check.stderr));
     // Source it and ask for the completions of `podfwd <TAB>` as bash would.
     let ask = Command::new("bash")
@@ -294,7 +298,11 @@ fn man_page_renders_and_documents_every_subcommand() {
             "podfwd {sub} missing from the rendered man page:\n{plain}"
         );
     }
-    for option in ["--config <FILE>", "--stats-interval <SECS>", "--socket <PATH>"] {
+    for option in [
+        "--config <FILE>",
+        "--stats-interval <SECS>",
+        "--socket <PATH>",
+    ] {
         assert!(plain.contains(option), "{option} missing:\n{plain}");
     }
 }
