@@ -10,6 +10,8 @@
 //! RLIMIT_MEMLOCK (per user). Where the test cannot raise the limit (a sandbox without
 //! CAP_SYS_RESOURCE, hard limit 8 MiB) it first shows that the default UMEM (16 MiB) then
 //! fails, which is why the unit sets the limit, and runs the rest with a 2 MiB UMEM.
+//! The DaemonSet's set (the unit's plus IPC_LOCK, as Kubernetes cannot raise rlimits)
+//! starts with the default UMEM.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -164,15 +166,23 @@ fn the_unit_s_capabilities_suffice_and_each_is_needed() {
         })
         .collect();
     let exe = confined(&dir, "podfwd-unit-caps", &caps, None);
+    let default_config = dir.join("node0-default-umem.toml");
+    std::fs::write(&default_config, c.config_toml(0)).unwrap();
 
     if !memlock_can_be_raised() {
         eprintln!("RLIMIT_MEMLOCK cannot be raised here: showing the default UMEM fails");
-        let default_config = dir.join("node0-default-umem.toml");
-        std::fs::write(&default_config, c.config_toml(0)).unwrap();
         let limited = confined(&dir, "podfwd-unit-caps-limited", &caps, Some(15));
         let stderr = run_to_failure(&c, &limited, &default_config, "with 8 MiB of memlock");
         assert!(stderr.contains("UMEM"), "{stderr}");
     }
+
+    // The DaemonSet (deploy/kubernetes/podfwd.yaml) cannot set rlimits and adds
+    // IPC_LOCK instead: with it the default UMEM starts under any RLIMIT_MEMLOCK.
+    let mut with_ipc_lock = caps.clone();
+    with_ipc_lock.push("ipc_lock".to_string());
+    let exe_k8s = confined(&dir, "podfwd-daemonset-caps", &with_ipc_lock, None);
+    let pid = start(&c, 0, &exe_k8s, &default_config, &dir.join("k8s.log"));
+    assert!(c.nodes[0].terminate(pid, Duration::from_secs(5)));
 
     // Exactly the unit's set: both nodes forward, and the frames went through podfwd's
     // workers (the kernel slow path alone would also answer the ping).
