@@ -12,6 +12,8 @@
 //! - [`kernel`]: the kernel slow path podfwd installs as flanneld would (VXLAN device,
 //!   neighbours, FDB entries, routes), kept when podfwd stops.
 //! - [`cli`]: the `podfwd` command line.
+//! - [`metrics`]: Prometheus metrics over HTTP; [`notify`]: systemd readiness;
+//!   [`build_info`]: what the binary was built from.
 
 pub mod afxdp;
 pub mod build_info;

@@ -25,9 +25,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The exposition formats, chosen per request from its `Accept` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,8 @@ pub struct Metrics {
     workers: ArcSwap<Vec<WorkerSource>>,
     control: ArcSwap<ControlSnapshot>,
     started: SystemTime,
+    /// When [`Metrics::publish_every`] last published (control thread only).
+    last_publish: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -135,6 +137,7 @@ impl Metrics {
             workers: ArcSwap::from_pointee(Vec::new()),
             control: ArcSwap::from_pointee(ControlSnapshot::default()),
             started: SystemTime::now(),
+            last_publish: Mutex::new(None),
         })
     }
 
@@ -146,6 +149,23 @@ impl Metrics {
     /// Replaces the control thread's part; call it about every [`PUBLISH_INTERVAL`].
     pub fn publish(&self, snapshot: ControlSnapshot) {
         self.control.store(Arc::new(snapshot));
+    }
+
+    /// For the control loop's every iteration: builds and publishes a snapshot with
+    /// `build` if `every` passed since the last one (or none was published), else does
+    /// nothing, so reading the classifier maps costs at most once per `every`. Returns
+    /// whether it published.
+    pub fn publish_every(&self, every: Duration, build: impl FnOnce() -> ControlSnapshot) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = self.last_publish.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < every) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        self.publish(build());
+        true
     }
 
     /// The exposition text, as `GET /metrics` returns it.
@@ -393,6 +413,17 @@ pub enum MetricsError {
     Thread(std::io::Error),
 }
 
+/// Starts the endpoint `[metrics] listen` names; `Ok(None)` when metrics are off.
+pub fn serve(
+    config: &crate::config::Metrics,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<MetricsServer>, MetricsError> {
+    match config.listen {
+        Some(addr) => MetricsServer::start(addr, metrics.clone()).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The HTTP endpoint: one thread answering `GET /metrics`, 404 for other paths and 405
 /// for other methods. Stops (and joins its thread) on drop.
 pub struct MetricsServer {
@@ -420,7 +451,7 @@ impl MetricsServer {
         let serving = server.clone();
         let thread = std::thread::Builder::new()
             .name("podfwd-metrics".into())
-            .spawn(move || serve(&serving, &metrics))
+            .spawn(move || answer_requests(&serving, &metrics))
             .map_err(MetricsError::Thread)?;
         Ok(MetricsServer {
             server,
@@ -444,7 +475,7 @@ impl Drop for MetricsServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, metrics: &Arc<Metrics>) {
+fn answer_requests(server: &tiny_http::Server, metrics: &Arc<Metrics>) {
     // recv() returns an error once unblock() was called (shutdown).
     while let Ok(request) = server.recv() {
         let path = request.url().split('?').next().unwrap_or("");
@@ -896,6 +927,38 @@ print(json.dumps({"samples": out}))
             msg.starts_with(&format!("metrics.listen = \"{addr}\"")),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn publish_every_publishes_at_most_once_per_interval() {
+        let metrics = Metrics::new();
+        let snapshot = |routes| ControlSnapshot {
+            fib_routes: routes,
+            ..Default::default()
+        };
+        assert!(metrics.publish_every(Duration::from_secs(3600), || snapshot(1)));
+        let mut built = false;
+        assert!(!metrics.publish_every(Duration::from_secs(3600), || {
+            built = true;
+            snapshot(2)
+        }));
+        assert!(!built, "the snapshot is not even built before it is due");
+        assert_eq!(metrics.control.load().fib_routes, 1);
+        assert!(metrics.publish_every(Duration::ZERO, || snapshot(3)));
+        assert_eq!(metrics.control.load().fib_routes, 3);
+    }
+
+    #[test]
+    fn serve_is_off_without_a_listen_address() {
+        let metrics = Metrics::new();
+        let off = crate::config::Metrics { listen: None };
+        assert!(serve(&off, &metrics).unwrap().is_none());
+        let on = crate::config::Metrics {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        };
+        let server = serve(&on, &metrics).unwrap().expect("a server");
+        let (status, _, _) = http(server.local_addr(), "GET", "/metrics");
+        assert!(status.contains(" 200 "), "{status}");
     }
 
     #[test]
