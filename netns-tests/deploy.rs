@@ -31,8 +31,8 @@ const UNIT: &str = include_str!("../deploy/podfwd.service");
 /// The value of `key=` in the unit (the last assignment wins, as in systemd).
 fn unit_value(key: &str) -> String {
     UNIT.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("deploy/podfwd.service has no {key}="))
         .trim()
         .to_string()
