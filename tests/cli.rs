@@ -306,3 +306,32 @@ fn man_page_renders_and_documents_every_subcommand() {
         assert!(plain.contains(option), "{option} missing:\n{plain}");
     }
 }
+
+#[test]
+fn check_shows_where_metrics_are_served_and_rejects_a_bad_listen_address() {
+    let off = text(&podfwd(&["check", "--config", &example()]).stdout);
+    let example = std::fs::read_to_string(example()).unwrap();
+    assert!(!off.contains("metrics "), "{off}");
+    let on = example.replace(
+        "# listen = \"127.0.0.1:9472\"",
+        "listen = \"127.0.0.1:9472\"",
+    );
+    assert_ne!(on, example, "the example documents [metrics] listen");
+    let path = scratch_file("metrics-on.toml", &on);
+    let out = podfwd(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("metrics       http://127.0.0.1:9472/metrics\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let bad = on.replace("listen = \"127.0.0.1:9472\"", "listen = \"localhost:9472\"");
+    let path = scratch_file("metrics-bad.toml", &bad);
+    let out = podfwd(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("metrics.listen: \"localhost:9472\" is not an IP address and port"),
+        "{stderr}"
+    );
+}
