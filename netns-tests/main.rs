@@ -14,6 +14,7 @@ mod auto;
 mod bench;
 mod churn;
 mod classifier_cache;
+mod deploy;
 mod forwarding;
 mod harness_selftest;
 mod kernel;

@@ -1,4 +1,5 @@
-//! The `podfwd` command line: `run`, `check`, `lab`, `stats` and `cleanup`.
+//! The `podfwd` command line: `run`, `check`, `lab`, `stats` and `cleanup`, and
+//! `completions` and `man`, generated from the same clap definition.
 //!
 //! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
 //! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
@@ -8,7 +9,7 @@
 use crate::config::{Backend, Config, ConfigError, Mode};
 use crate::kernel::KernelSpec;
 use crate::plan::{Plan, PlanError};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use ipnet::Ipv4Net;
 use std::ffi::{CStr, CString};
 use std::io;
@@ -20,7 +21,12 @@ use std::time::Duration;
 /// Userspace node data plane for Kubernetes pod networks: forwards pod traffic between
 /// nodes like flannel's host-gw and VXLAN backends, over AF_XDP or TUN.
 #[derive(Debug, Parser)]
-#[command(name = "podfwd", version, propagate_version = true)]
+#[command(
+    name = "podfwd",
+    version = crate::build_info::SHORT_VERSION,
+    long_version = crate::build_info::LONG_VERSION,
+    propagate_version = true
+)]
 #[command(after_help = "Examples:\n  \
     podfwd check --config /etc/podfwd/podfwd.toml\n  \
     podfwd run --config /etc/podfwd/podfwd.toml --stats-interval 5\n  \
@@ -44,6 +50,17 @@ enum Command {
     Stats(StatsArgs),
     /// Remove what podfwd installed in the kernel (its VXLAN device and routes); needs root.
     Cleanup(CleanupArgs),
+    /// Print a shell completion script to stdout (e.g. `podfwd completions bash`).
+    Completions(CompletionsArgs),
+    /// Print the podfwd(8) manual page (roff) to stdout (`podfwd man | man -l -`).
+    Man,
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +147,8 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab(args.mode, args.backend),
         Command::Stats(args) => stats(args.json, args.socket),
         Command::Cleanup(args) => cleanup_command(args),
+        Command::Completions(args) => completions(args.shell, &mut io::stdout().lock()),
+        Command::Man => man_page(&mut io::stdout().lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +156,113 @@ pub fn main() -> ExitCode {
             eprintln!("podfwd: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `podfwd completions SHELL`: the completion script for the whole command line.
+fn completions(shell: clap_complete::Shell, out: &mut dyn io::Write) -> Result<(), CliError> {
+    // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "podfwd", &mut script);
+    write_output(out, &script)
+}
+
+/// `podfwd man`: the podfwd(8) manual page: the top-level page clap_mangen renders, then
+/// one subsection per subcommand with its usage and options, so one page covers all.
+fn man_page(out: &mut dyn io::Write) -> Result<(), CliError> {
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .source(format!("podfwd {}", crate::build_info::VERSION))
+        .manual("System Manager's Manual")
+        .render(&mut page)
+        .map_err(|e| CliError::Other(Box::new(e)))?;
+    let mut text = String::from_utf8_lossy(&page).into_owned();
+    // clap_mangen points at one page per subcommand (podfwd-run(8)); this page holds them.
+    let names = cmd.get_subcommands().map(|s| s.get_name()).chain(["help"]);
+    for name in names {
+        text = text.replace(
+            &format!("podfwd\\-{}(8)", roff_escape(name)),
+            &format!("\\fBpodfwd {}\\fR", roff_escape(name)),
+        );
+    }
+    text.push_str(".SH \"SUBCOMMAND OPTIONS\"\n");
+    for sub in cmd.get_subcommands() {
+        let mut sub = sub.clone().bin_name(format!("podfwd {}", sub.get_name()));
+        text.push_str(&format!(".SS \"podfwd {}\"\n", roff_escape(sub.get_name())));
+        if let Some(about) = sub.get_about() {
+            text.push_str(&format!("{}\n.PP\n", roff_escape(&about.to_string())));
+        }
+        let usage = sub.render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ");
+        text.push_str(&format!("\\fB{}\\fR\n", roff_escape(usage)));
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let mut names = Vec::new();
+            if let Some(s) = arg.get_short() {
+                names.push(format!("-{s}"));
+            }
+            if let Some(l) = arg.get_long() {
+                names.push(format!("--{l}"));
+            }
+            let takes_values = arg.get_action().takes_values();
+            let values = arg
+                .get_value_names()
+                .filter(|_| takes_values)
+                .map(|v| {
+                    v.iter()
+                        .map(|n| format!("<{n}>"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let head = match (names.is_empty(), values.is_empty()) {
+                (true, _) => values,
+                (false, true) => names.join(", "),
+                (false, false) => format!("{} {values}", names.join(", ")),
+            };
+            text.push_str(&format!(".TP\n\\fB{}\\fR\n", roff_escape(&head)));
+            let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let possible: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|_| takes_values)
+                .map(|v| v.get_name().to_string())
+                .collect();
+            if !possible.is_empty() {
+                help.push_str(&format!(" [possible values: {}]", possible.join(", ")));
+            }
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .filter(|_| takes_values)
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            if !defaults.is_empty() {
+                help.push_str(&format!(" [default: {}]", defaults.join(", ")));
+            }
+            text.push_str(&format!("{}\n", roff_escape(help.trim())));
+        }
+    }
+    write_output(out, text.as_bytes())
+}
+
+/// Text for a roff line: backslashes and hyphens escaped, no leading control character.
+fn roff_escape(s: &str) -> String {
+    let escaped = s.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with('.') || escaped.starts_with('\'') {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
+/// Writes generated text to stdout; a reader that closed the pipe early (`| head`) is
+/// not an error.
+fn write_output(out: &mut dyn io::Write, bytes: &[u8]) -> Result<(), CliError> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Other(Box::new(e))),
+        _ => Ok(()),
     }
 }
 
@@ -344,7 +470,6 @@ fn interface_ipv4_addresses(name: &str) -> io::Result<Vec<Ipv4Net>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn command_line_definition_is_consistent() {

@@ -15,7 +15,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use toml::Spanned;
@@ -43,6 +43,7 @@ pub struct Config {
     pub vxlan: Vxlan,
     pub tun: Tun,
     pub control: Control,
+    pub metrics: Metrics,
     /// One per remote node, like a flannel subnet lease. May be empty (a single node).
     pub peers: Vec<Peer>,
 }
@@ -120,6 +121,13 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the XDP program and its maps are pinned in bpffs.
     pub bpf_pin_dir: PathBuf,
+}
+
+/// `[metrics]`: the Prometheus endpoint (`crate::metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `GET /metrics` is served; `None` (no `[metrics]`, or no `listen`): off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[[peers]]`: one remote node.
@@ -375,6 +383,8 @@ pub enum Problem {
     UnknownChoice { expected: &'static [&'static str] },
     #[error("is {len} bytes long; a Unix socket path is at most {MAX_SOCKET_PATH_LEN} bytes")]
     SocketPathTooLong { len: usize },
+    #[error("is not an IP address and port, like \"127.0.0.1:9472\" or \"[::1]:9472\"")]
+    NotSocketAddr,
 }
 
 fn quoted_list(names: &[&str]) -> String {
@@ -403,6 +413,8 @@ struct RawConfig {
     tun: RawTun,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    metrics: RawMetrics,
     #[serde(default)]
     peers: Vec<S<RawPeer>>,
 }
@@ -455,6 +467,12 @@ struct RawTun {
 struct RawControl {
     socket: Option<S<String>>,
     bpf_pin_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -554,6 +572,7 @@ impl Validator<'_> {
         let vxlan = self.vxlan(&raw.vxlan, dataplane.mode, &node)?;
         let tun = self.tun(&raw.tun, &node, dataplane.backend)?;
         let control = self.control(&raw.control)?;
+        let metrics = self.metrics(&raw.metrics)?;
         let mut peers = Vec::with_capacity(raw.peers.len());
         let mut peer_srcs = Vec::with_capacity(raw.peers.len());
         for (i, p) in raw.peers.iter().enumerate() {
@@ -567,6 +586,7 @@ impl Validator<'_> {
             vxlan,
             tun,
             control,
+            metrics,
             peers,
         };
         self.cross_checks(&config, raw_node, &peer_srcs)?;
@@ -1100,6 +1120,17 @@ impl Validator<'_> {
         })
     }
 
+    fn metrics(&self, raw: &RawMetrics) -> R<Metrics> {
+        let listen = match raw.listen.as_ref() {
+            None => None,
+            Some(v) => Some(
+                SocketAddr::from_str(v.get_ref().trim())
+                    .map_err(|_| self.err("metrics.listen", v, Problem::NotSocketAddr))?,
+            ),
+        };
+        Ok(Metrics { listen })
+    }
+
     fn control(&self, raw: &RawControl) -> R<Control> {
         let d = Control::default();
         let socket = match raw.socket.as_ref() {
@@ -1331,6 +1362,8 @@ vtep_mac = "0e:00:00:00:00:0c"
             "[control]",
             "socket",
             "bpf_pin_dir",
+            "[metrics]",
+            "listen",
             "[[peers]]",
             "node_ip",
         ];
@@ -1943,6 +1976,36 @@ vtep_mac = "0e:00:00:00:00:0c"
             rejects(&text, "tun.name", "\"nodeA-ul\""),
             Problem::SameAsUplink
         );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_a_listen_address_is_given() {
+        assert_eq!(Config::from_toml_str(BASE).unwrap().metrics.listen, None);
+        let text = format!("{BASE}\n[metrics]\n");
+        assert_eq!(Config::from_toml_str(&text).unwrap().metrics.listen, None);
+        let text = format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9472\"\n");
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap().metrics.listen,
+            Some("127.0.0.1:9472".parse().unwrap())
+        );
+        let text = format!("{BASE}\n[metrics]\nlisten = \"[::1]:9472\"\n");
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap().metrics.listen,
+            Some("[::1]:9472".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn metrics_listen_must_be_an_address_and_port() {
+        for bad in ["localhost:9472", "127.0.0.1", ":9472", "127.0.0.1:99999"] {
+            let text = format!("{BASE}\n[metrics]\nlisten = \"{bad}\"\n");
+            assert_eq!(
+                rejects(&text, "metrics.listen", bad),
+                Problem::NotSocketAddr
+            );
+        }
+        let text = format!("{BASE}\n[metrics]\nport = 9472\n");
+        assert!(toml_error(&text).contains("port"));
     }
 
     #[test]

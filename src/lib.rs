@@ -12,8 +12,11 @@
 //! - [`kernel`]: the kernel slow path podfwd installs as flanneld would (VXLAN device,
 //!   neighbours, FDB entries, routes), kept when podfwd stops.
 //! - [`cli`]: the `podfwd` command line.
+//! - [`metrics`]: Prometheus metrics over HTTP; [`notify`]: systemd readiness;
+//!   [`build_info`]: what the binary was built from.
 
 pub mod afxdp;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -23,9 +26,11 @@ pub mod handoff;
 pub mod kernel;
 pub mod lab;
 pub mod lpm;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod nexthop;
+pub mod notify;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;

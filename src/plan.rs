@@ -20,6 +20,8 @@ pub struct Plan {
     /// Backend, mode, cores, queues and the AF_XDP knobs, as configured.
     pub dataplane: Dataplane,
     pub control: Control,
+    /// `[metrics]`: where `/metrics` is served (`crate::metrics::serve`), if anywhere.
+    pub metrics: crate::config::Metrics,
     /// The TUN backend's settings.
     pub tun: crate::config::Tun,
     /// Interfaces podfwd serves; `ports[i].id == i`, the uplink is port 0.
@@ -265,6 +267,7 @@ impl Plan {
             },
             dataplane: dp.clone(),
             control: config.control.clone(),
+            metrics: config.metrics.clone(),
             tun: config.tun.clone(),
             ports,
             routes,
@@ -389,6 +392,9 @@ impl fmt::Display for Plan {
                 "              bpf pins {}",
                 self.control.bpf_pin_dir.display()
             )?;
+        }
+        if let Some(listen) = self.metrics.listen {
+            writeln!(f, "metrics       http://{listen}/metrics")?;
         }
         writeln!(f, "ports")?;
         for p in &self.ports {

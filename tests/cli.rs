@@ -170,3 +170,168 @@ fn stats_without_a_running_instance_fails_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+/// The subcommands `podfwd --help` lists (its "Commands:" section), without `help`.
+fn subcommands() -> Vec<String> {
+    let help = text(&podfwd(&["--help"]).stdout);
+    let section = help
+        .split_once("Commands:\n")
+        .unwrap_or_else(|| panic!("no Commands: section in:\n{help}"))
+        .1;
+    let names: Vec<String> = section
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 7, "{names:?}");
+    names
+}
+
+/// What `git rev-parse --short HEAD` says about the source tree, if it is a checkout.
+fn git_head() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| text(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn version_names_the_crate_version_git_revision_and_features() {
+    let out = podfwd(&["--version"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let long = text(&out.stdout);
+    assert!(
+        long.starts_with(&format!("podfwd {}\n", env!("CARGO_PKG_VERSION"))),
+        "{long}"
+    );
+    let revision = long
+        .lines()
+        .find_map(|l| l.strip_prefix("revision: "))
+        .unwrap_or_else(|| panic!("no revision line in:\n{long}"));
+    match git_head() {
+        // The build may have been dirty; the commit is the same.
+        Some(head) => assert!(
+            revision == head || revision == format!("{head}-dirty"),
+            "revision {revision:?}, HEAD {head:?}"
+        ),
+        None => assert_eq!(revision, "unknown"),
+    }
+    assert!(long.contains("\nfeatures: "), "{long}");
+    let short = text(&podfwd(&["-V"]).stdout);
+    assert_eq!(
+        short.trim(),
+        format!("podfwd {} ({revision})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bash_completion_is_valid_bash_and_completes_every_subcommand() {
+    let out = podfwd(&["completions", "bash"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let script = scratch_file("podfwd.bash", &text(&out.stdout));
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "bash -n: {}", text(&check.stderr));
+    // Source it and ask for the completions of `podfwd <TAB>` as bash would.
+    let ask = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(podfwd ''); COMP_CWORD=1; COMP_LINE='podfwd '; \
+             COMP_POINT=7; _podfwd podfwd '' podfwd; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let offered = text(&ask.stdout);
+    for sub in subcommands() {
+        assert!(
+            offered.lines().any(|l| l == sub),
+            "{sub} not completed; offered:\n{offered}"
+        );
+    }
+    let unknown = podfwd(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn man_page_renders_and_documents_every_subcommand() {
+    let out = podfwd(&["man"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(".ie"), "not roff");
+    // groff (Debian groff-base, also what man(1) runs) renders it; -ww: all warnings.
+    let mut groff = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("groff runs (Debian package groff-base, see tools/setup.sh)");
+    use std::io::Write;
+    groff.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let rendered = groff.wait_with_output().unwrap();
+    assert!(rendered.status.success());
+    assert_eq!(text(&rendered.stderr), "", "groff warnings");
+    // Rendered text: drop overstriking (bold is "x\bx") and the hyphenation's U+2010.
+    let page = text(&rendered.stdout);
+    let mut plain = String::new();
+    for c in page.chars() {
+        if c == '\u{8}' {
+            plain.pop();
+        } else {
+            plain.push(c);
+        }
+    }
+    let plain = plain.replace("\u{2010}\n", "").replace('\u{2010}', "-");
+    assert!(plain.contains("SUBCOMMANDS"), "{plain}");
+    for sub in subcommands() {
+        assert!(
+            plain.contains(&format!("podfwd {sub}\n")),
+            "podfwd {sub} missing from the rendered man page:\n{plain}"
+        );
+    }
+    for option in [
+        "--config <FILE>",
+        "--stats-interval <SECS>",
+        "--socket <PATH>",
+    ] {
+        assert!(plain.contains(option), "{option} missing:\n{plain}");
+    }
+}
+
+#[test]
+fn check_shows_where_metrics_are_served_and_rejects_a_bad_listen_address() {
+    let off = text(&podfwd(&["check", "--config", &example()]).stdout);
+    let example = std::fs::read_to_string(example()).unwrap();
+    assert!(!off.contains("metrics "), "{off}");
+    let on = example.replace(
+        "# listen = \"127.0.0.1:9472\"",
+        "listen = \"127.0.0.1:9472\"",
+    );
+    assert_ne!(on, example, "the example documents [metrics] listen");
+    let path = scratch_file("metrics-on.toml", &on);
+    let out = podfwd(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("metrics       http://127.0.0.1:9472/metrics\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let bad = on.replace("listen = \"127.0.0.1:9472\"", "listen = \"localhost:9472\"");
+    let path = scratch_file("metrics-bad.toml", &bad);
+    let out = podfwd(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("metrics.listen: \"localhost:9472\" is not an IP address and port"),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,11 @@ set -euo pipefail
 PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
       iproute2 ethtool tcpdump iperf3 iputils-ping procps python3
       iptables  # iptables: kube-proxy style DNAT in netns-tests/slowpath.rs (iptables-nft)
-      fonts-dejavu-core)  # fonts-dejavu-core: text of the bench charts (tools/bench/charts.rs)
+      fonts-dejavu-core  # fonts-dejavu-core: text of the bench charts (tools/bench/charts.rs)
+      # tests/deploy.rs, tests/cli.rs, src/metrics.rs: systemd-analyze verify of the unit,
+      # groff renders the man page, PyYAML parses the Kubernetes manifest, the official
+      # Prometheus client parses /metrics (both for Debian's /usr/bin/python3).
+      systemd groff-base python3-yaml python3-prometheus-client)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
