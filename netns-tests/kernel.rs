@@ -453,6 +453,47 @@ fn a_device_with_another_vni_is_recreated_and_a_renamed_one_removed() {
 }
 
 #[test]
+fn an_unmarked_device_left_by_an_interrupted_creation_is_replaced() {
+    skip_unless_root!();
+    let (a, _fa) = node("kstage", A_IP);
+    // What a crash between creating the device and marking it leaves: an unmarked VXLAN
+    // device under the staging name (the configured name stays free).
+    assert_eq!(podfwd::kernel::staging_name(DEV), "podfwd.1.new");
+    a.ip(&[
+        "link",
+        "add",
+        "podfwd.1.new",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "dstport",
+        "8472",
+        "nolearning",
+    ])
+    .unwrap();
+    let report = apply_in(&a, &spec("vxlan", 1, false)).expect("apply");
+    assert!(
+        report
+            .removed
+            .contains(&"device podfwd.1.new (an interrupted creation)".to_string()),
+        "{report}"
+    );
+    assert!(!ip(&a, &["link", "show"]).contains("podfwd.1.new"));
+    let dev = ip(&a, &["-d", "link", "show", DEV]);
+    assert!(
+        dev.contains("alias podfwd-managed") && dev.contains("vxlan id 1 "),
+        "{dev}"
+    );
+    assert!(ip(&a, &["route"]).contains("10.244.1.0/24 via 10.244.1.0 dev podfwd.1"));
+    // A long configured name: the staging name stays within IFNAMSIZ.
+    assert_eq!(
+        podfwd::kernel::staging_name("podfwd.vxlan.42"),
+        "podfwd.vxla.new"
+    );
+}
+
+#[test]
 fn a_foreign_route_for_a_peer_prefix_is_an_error_and_stays() {
     skip_unless_root!();
     let (a, _fa) = node("kfroute", A_IP);

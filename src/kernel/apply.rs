@@ -190,6 +190,19 @@ pub fn apply(spec: &KernelSpec) -> Result<ApplyReport, KernelError> {
     let routes = k.routes().map_err(ctx(|| "list routes".into()))?;
     check_foreign_routes(spec, &routes, &links)?;
 
+    // --- a creation a crash interrupted: unmarked, under the reserved staging name ---
+    let staging = staging_name(&spec.device_name);
+    for l in links
+        .iter()
+        .filter(|l| l.name == staging && !owned(l) && l.kind.as_deref() == Some("vxlan"))
+    {
+        k.delete_link(l.index, &l.name)
+            .map_err(ctx(|| format!("delete interrupted creation {}", l.name)))?;
+        report
+            .removed
+            .push(format!("device {} (an interrupted creation)", l.name));
+    }
+
     // --- stale podfwd devices (another name, or no device wanted) ---
     for l in links.iter().filter(|l| owned(l)) {
         if spec.vxlan.is_some() && l.name == spec.device_name {
@@ -351,8 +364,22 @@ fn check_foreign_routes(
     Ok(())
 }
 
-/// Creates the device, marks it as podfwd's and brings it up; deletes it again if it
-/// cannot be marked (an unmarked device would block the next start).
+/// The name a device `name` is created under before it is marked and renamed (the
+/// kernel ignores an alias in the creating request, so marking takes a second one):
+/// `<name>.new`, within the 15 bytes of an interface name. Reserved for podfwd.
+pub fn staging_name(name: &str) -> String {
+    let mut base = name.to_string();
+    while base.len() > 15 - ".new".len() {
+        base.pop();
+    }
+    format!("{base}.new")
+}
+
+/// Creates the device under its [`staging_name`], marks it as podfwd's, renames it and
+/// brings it up. A crash at any point leaves either nothing under the configured name or
+/// a marked device: never an unmarked one that the next start would have to refuse as
+/// foreign. An unmarked device under the staging name is such a crash's leftover
+/// (`apply` removes it first). On an error the new device is deleted again.
 fn create_device(
     k: &mut KernelObjects,
     name: &str,
@@ -360,9 +387,10 @@ fn create_device(
     lower: u32,
     mtu: u32,
 ) -> Result<u32, KernelError> {
+    let staging = staging_name(name);
     let index = k
         .create_vxlan(&NewVxlan {
-            name,
+            name: &staging,
             vni: v.vni,
             port: v.port,
             local: v.local,
@@ -370,10 +398,21 @@ fn create_device(
             mac: v.mac,
             mtu,
         })
-        .map_err(ctx(|| format!("create device {name}")))?;
-    if let Err(e) = k.set_link(index, None, None, Some(DEVICE_ALIAS), true) {
+        .map_err(ctx(|| format!("create device {name} (as {staging})")))?;
+    let marked = k
+        .set_link(index, None, None, Some(DEVICE_ALIAS), false)
+        .map_err(ctx(|| format!("set alias {DEVICE_ALIAS} on {staging}")))
+        .and_then(|()| {
+            k.rename_link(index, name)
+                .map_err(ctx(|| format!("rename {staging} to {name}")))
+        })
+        .and_then(|()| {
+            k.set_link(index, None, None, None, true)
+                .map_err(ctx(|| format!("set {name} up")))
+        });
+    if let Err(e) = marked {
         let _ = k.delete_link(index, name);
-        return Err(ctx(|| format!("set alias {DEVICE_ALIAS} and up on {name}"))(e));
+        return Err(e);
     }
     Ok(index)
 }

@@ -20,7 +20,7 @@
 mod apply;
 mod spec;
 
-pub use apply::{apply, cleanup, ApplyReport, CleanupReport};
+pub use apply::{apply, cleanup, staging_name, ApplyReport, CleanupReport};
 pub use spec::KernelSpec;
 pub use spec::{FdbEntry, KernelRoute, Neighbour, RouteDev, VxlanDevice, VXLAN_OVERHEAD};
 

@@ -314,6 +314,20 @@ impl KernelObjects {
         )
     }
 
+    /// `ip link set dev <index> name <name>` (the link must be down).
+    pub fn rename_link(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.sock.request(
+            RouteNetlinkMessage::SetLink(m),
+            0,
+            &[],
+            &|| format!("RTM_SETLINK ifindex {index} name {name}"),
+            |_| Ok(()),
+        )
+    }
+
     /// Deletes a link; `Ok(false)` if it was already gone.
     pub fn delete_link(&mut self, index: u32, name: &str) -> Result<bool> {
         let mut m = LinkMessage::default();
