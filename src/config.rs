@@ -2518,3 +2518,127 @@ vtep_mac = "0e:00:00:00:00:0c"
             .contains("\"host-gw\""));
     }
 }
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    const ETCD_NODE: &str = r#"
+[node]
+ip = "10.168.0.2/24"
+uplink = "nodeA-ul"
+pod_interfaces = ["nodeA-pod"]
+
+[vxlan]
+vtep_mac = "0e:00:00:00:00:0a"
+device = "flannel.1"
+
+[cluster]
+source = "etcd"
+etcd_endpoints = ["http://10.168.0.3:2379", "https://10.168.0.4:2379"]
+"#;
+
+    fn assignment(mode: Mode) -> RegistryAssignment {
+        RegistryAssignment {
+            pod_cidr: "10.244.7.0/24".parse().unwrap(),
+            mode,
+            vni: 1,
+            port: 8472,
+        }
+    }
+
+    #[track_caller]
+    fn rejects(text: &str, field: &str, value: &str, line: usize) -> Problem {
+        let err = EtcdNode::from_toml_str(text).expect_err("config was accepted");
+        let msg = err.to_string();
+        assert_eq!(err.field(), Some(field), "wrong field in: {msg}");
+        assert!(msg.contains(value), "{value} not in: {msg}");
+        assert!(msg.ends_with(&format!("(line {line})")), "{msg}");
+        err.problem().expect("an Invalid error").clone()
+    }
+
+    #[test]
+    fn etcd_node_gets_flannel_defaults_and_completes_from_the_registry() {
+        let node = EtcdNode::from_toml_str(ETCD_NODE).unwrap();
+        assert_eq!(
+            node.settings,
+            EtcdSettings {
+                endpoints: vec![
+                    "http://10.168.0.3:2379".into(),
+                    "https://10.168.0.4:2379".into()
+                ],
+                prefix: "/coreos.com/network".into(),
+                subnet_file: "/run/flannel/subnet.env".into(),
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+            }
+        );
+        assert!(node.summary().contains("come from the registry"));
+        let c = node.complete(&assignment(Mode::Auto)).unwrap();
+        assert_eq!(c.node.pod_cidr, "10.244.7.0/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(c.dataplane.mode, Mode::Auto);
+        assert_eq!((c.vxlan.vni, c.vxlan.port), (1, 8472));
+        assert!(c.peers.is_empty());
+        assert!(matches!(c.cluster, ClusterSource::Etcd(_)));
+    }
+
+    #[test]
+    fn plain_load_of_an_etcd_node_says_it_needs_the_registry() {
+        let err = Config::from_toml_str(ETCD_NODE).unwrap_err();
+        assert_eq!(err.field(), Some("cluster.source"));
+        assert_eq!(err.problem(), Some(&Problem::NeedsRegistry));
+        assert!(err.to_string().contains("(line 12)"), "{err}");
+    }
+
+    #[test]
+    fn registry_keys_in_the_file_are_refused_by_name_and_line() {
+        let with = |section: &str, line: &str| ETCD_NODE.replace(section, &format!("{section}\n{line}"));
+        let p = rejects(&with("[node]", "pod_cidr = \"10.244.0.0/24\""), "node.pod_cidr", "10.244.0.0/24", 3);
+        assert_eq!(p, Problem::FromRegistry);
+        rejects(&with("[vxlan]", "vni = 7"), "vxlan.vni", "7", 8);
+        rejects(&with("[vxlan]", "port = 4789"), "vxlan.port", "4789", 8);
+        let text = format!("{ETCD_NODE}\n[dataplane]\nmode = \"vxlan\"\n");
+        rejects(&text, "dataplane.mode", "vxlan", 16);
+        let text = format!("{ETCD_NODE}\n[[peers]]\npod_cidr = \"10.244.1.0/24\"\nnode_ip = \"10.168.0.3\"\n");
+        rejects(&text, "peers", "1 entries", 15);
+    }
+
+    #[test]
+    fn bad_cluster_values_name_field_value_and_line() {
+        let p = rejects(&ETCD_NODE.replace("\"etcd\"", "\"consul\""), "cluster.source", "consul", 12);
+        assert!(matches!(p, Problem::UnknownChoice { .. }));
+        let p = rejects(&ETCD_NODE.replace("http://10.168.0.3:2379", "10.168.0.3:2379"), "cluster.etcd_endpoints[0]", "10.168.0.3:2379", 13);
+        assert_eq!(p, Problem::NotEndpointUrl);
+        let no_key = format!("{ETCD_NODE}etcd_cert_file = \"/etc/etcd/node.pem\"\n");
+        let p = rejects(&no_key, "cluster.etcd_cert_file", "node.pem", 14);
+        assert!(matches!(p, Problem::NeedsBoth { .. }));
+        let rel = format!("{ETCD_NODE}etcd_prefix = \"coreos.com/network\"\n");
+        rejects(&rel, "cluster.etcd_prefix", "coreos.com/network", 14);
+        let err = EtcdNode::from_toml_str(&ETCD_NODE.replace("etcd_endpoints = [\"http://10.168.0.3:2379\", \"https://10.168.0.4:2379\"]", "")).unwrap_err();
+        assert_eq!(err.field(), Some("cluster.etcd_endpoints"));
+    }
+
+    #[test]
+    fn etcd_keys_in_a_static_file_are_refused() {
+        let text = "[node]\nip = \"10.168.0.2/24\"\npod_cidr = \"10.244.0.0/24\"\nuplink = \"ul\"\n\
+                    pod_interfaces = [\"pod\"]\n[dataplane]\nmode = \"host-gw\"\n[cluster]\n\
+                    etcd_endpoints = [\"http://10.168.0.3:2379\"]\n";
+        let err = Config::from_toml_str(text).unwrap_err();
+        assert_eq!(err.field(), Some("cluster.etcd_endpoints"));
+        assert_eq!(err.problem(), Some(&Problem::OnlyForEtcd));
+        assert!(err.to_string().contains("(line 9)"), "{err}");
+        let c = Config::from_toml_str(&text.replace("etcd_endpoints = [\"http://10.168.0.3:2379\"]", "source = \"static\"")).unwrap();
+        assert_eq!(c.cluster, ClusterSource::Static);
+        assert!(EtcdNode::from_toml_str(text.split("[cluster]").next().unwrap()).is_err());
+    }
+
+    #[test]
+    fn vxlan_network_needs_the_vtep_mac_once_known() {
+        let no_mac = ETCD_NODE.replace("vtep_mac = \"0e:00:00:00:00:0a\"\n", "");
+        let node = EtcdNode::from_toml_str(&no_mac).unwrap();
+        assert!(node.complete(&assignment(Mode::HostGw)).is_ok());
+        let err = node.complete(&assignment(Mode::Vxlan)).unwrap_err();
+        assert_eq!(err.field(), Some("vxlan.vtep_mac"));
+    }
+}
