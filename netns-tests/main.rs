@@ -13,6 +13,7 @@ mod harness {
 mod auto;
 mod bench;
 mod churn;
+mod cluster;
 mod forwarding;
 mod harness_selftest;
 mod kernel;
