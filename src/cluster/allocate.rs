@@ -46,6 +46,8 @@ pub struct OwnLease {
     pub expires: Option<SystemTime>,
     /// Whether the subnet was already this node's (step 1 or 2) rather than new.
     pub reused: bool,
+    /// Create transactions lost to another node (each followed by a re-list and retry).
+    pub lost_races: usize,
 }
 
 /// The free subnets flanneld would choose from: the first [`CANDIDATES`] in
@@ -81,7 +83,7 @@ impl Etcd {
         previous: Option<Ipv4Net>,
         ttl: Duration,
     ) -> Result<OwnLease, ClusterError> {
-        for _ in 0..RACE_RETRIES {
+        for lost_races in 0..RACE_RETRIES {
             let listing = self.list_subnets().await?;
             if let Some(l) = listing
                 .leases
@@ -90,7 +92,9 @@ impl Etcd {
             {
                 if network.is_compatible(l.subnet) {
                     let ttl = (l.etcd_lease != 0).then_some(ttl);
-                    return self.update(l, attrs, ttl).await;
+                    let mut own = self.update(l, attrs, ttl).await?;
+                    own.lost_races = lost_races;
+                    return Ok(own);
                 }
                 eprintln!(
                     "podfwd: cluster: lease {} of this node ({}) does not fit the network config (/{} in {}..={}); deleting it",
@@ -122,6 +126,7 @@ impl Etcd {
                         etcd_lease,
                         expires: Some(SystemTime::now() + Duration::from_secs(ttl as u64)),
                         reused,
+                        lost_races,
                     })
                 }
                 Created::Taken => continue,
@@ -204,6 +209,7 @@ impl Etcd {
             etcd_lease,
             expires,
             reused: true,
+            lost_races: 0,
         })
     }
 
