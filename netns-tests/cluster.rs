@@ -11,8 +11,7 @@
 //! a test can cut the registry off (`iptables ... REJECT`) while etcd keeps serving.
 
 use podfwd::cluster::{
-    self, Lease, LeaseAttrs, LeaseBackend, NetworkConfig, OwnLease, Registry, RegistryEvent,
-    Timing,
+    self, Lease, LeaseAttrs, LeaseBackend, NetworkConfig, OwnLease, Registry, RegistryEvent, Timing,
 };
 use podfwd::config::{EtcdNode, EtcdSettings};
 use podfwd::kernel::{self, KernelSpec};
@@ -109,7 +108,13 @@ impl<'a> Etcd<'a> {
 
     fn ctl_unchecked(&self, args: &[&str]) -> std::process::Output {
         let endpoint = format!("--endpoints=http://127.0.0.1:{CLIENT_PORT}");
-        let mut full = vec!["env", "ETCDCTL_API=3", "etcdctl", &endpoint, "--dial-timeout=1s"];
+        let mut full = vec![
+            "env",
+            "ETCDCTL_API=3",
+            "etcdctl",
+            &endpoint,
+            "--dial-timeout=1s",
+        ];
         full.extend_from_slice(args);
         self.ns.exec_unchecked(&full).expect("run etcdctl")
     }
@@ -129,9 +134,13 @@ impl<'a> Etcd<'a> {
     }
 
     fn subnet_value(&self, subnet: &str) -> String {
-        self.ctl(&["get", "--print-value-only", &format!("{PREFIX}/subnets/{subnet}")])
-            .trim_end()
-            .to_string()
+        self.ctl(&[
+            "get",
+            "--print-value-only",
+            &format!("{PREFIX}/subnets/{subnet}"),
+        ])
+        .trim_end()
+        .to_string()
     }
 
     fn revision(&self) -> i64 {
@@ -145,8 +154,19 @@ impl<'a> Etcd<'a> {
         let op = if blocked { "-I" } else { "-D" };
         self.ns
             .exec(&[
-                "iptables", op, "INPUT", "-d", "127.0.0.2", "-p", "tcp", "--dport", "2379",
-                "-j", "REJECT", "--reject-with", "tcp-reset",
+                "iptables",
+                op,
+                "INPUT",
+                "-d",
+                "127.0.0.2",
+                "-p",
+                "tcp",
+                "--dport",
+                "2379",
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "tcp-reset",
             ])
             .expect("iptables");
     }
@@ -177,7 +197,9 @@ fn vxlan_attrs(ip: [u8; 4], mac_last: u8) -> LeaseAttrs {
 }
 
 fn lease_json(ip: &str, mac: &str) -> String {
-    format!(r#"{{"PublicIP":"{ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{mac}"}}}}"#)
+    format!(
+        r#"{{"PublicIP":"{ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{mac}"}}}}"#
+    )
 }
 
 fn net(s: &str) -> Ipv4Net {
@@ -224,25 +246,40 @@ fn two_nodes_get_distinct_leases_and_a_restart_reuses_its_subnet() {
     let (a, b, a_again, reg_state, env) = in_netns(&ns, move || {
         let ra = Registry::connect_with(&sa, fast_timing()).expect("connect a");
         let network = ra.network_config().expect("network config");
-        let a = ra.acquire_lease(&vxlan_attrs([10, 168, 0, 2], 0x0a), &network).expect("lease a");
-        ra.write_subnet_file(&network, 1450, false).expect("subnet.env");
+        let a = ra
+            .acquire_lease(&vxlan_attrs([10, 168, 0, 2], 0x0a), &network)
+            .expect("lease a");
+        ra.write_subnet_file(&network, 1450, false)
+            .expect("subnet.env");
         let rb = Registry::connect_with(&sb, fast_timing()).expect("connect b");
-        let b = rb.acquire_lease(&vxlan_attrs([10, 168, 0, 3], 0x0b), &network).expect("lease b");
+        let b = rb
+            .acquire_lease(&vxlan_attrs([10, 168, 0, 3], 0x0b), &network)
+            .expect("lease b");
         let state = ra.state();
         drop(ra);
         // Node A restarts (its own subnet.env removed, so only the PublicIP can match).
         let env = std::fs::read_to_string(&sa.subnet_file).unwrap();
         std::fs::remove_file(&sa.subnet_file).unwrap();
         let ra = Registry::connect_with(&sa, fast_timing()).expect("reconnect a");
-        let a_again = ra.acquire_lease(&vxlan_attrs([10, 168, 0, 2], 0x0c), &network).expect("lease a again");
+        let a_again = ra
+            .acquire_lease(&vxlan_attrs([10, 168, 0, 2], 0x0c), &network)
+            .expect("lease a again");
         (a, b, a_again, state, env)
     });
     let network = NetworkConfig::parse(VXLAN_NETWORK.as_bytes()).unwrap();
     assert_ne!(a.subnet, b.subnet, "two nodes got one subnet");
     for own in [&a, &b] {
-        assert!(network.is_compatible(own.subnet), "{} outside the network", own.subnet);
+        assert!(
+            network.is_compatible(own.subnet),
+            "{} outside the network",
+            own.subnet
+        );
         assert!(!own.reused);
-        let left = own.expires.unwrap().duration_since(std::time::SystemTime::now()).unwrap();
+        let left = own
+            .expires
+            .unwrap()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap();
         assert!(left > Duration::from_secs(23 * 3600), "TTL {left:?}");
     }
     assert_eq!(reg_state.own_subnet, Some(a.subnet));
@@ -258,9 +295,15 @@ fn two_nodes_get_distinct_leases_and_a_restart_reuses_its_subnet() {
         etcd.subnet_value(&cluster::subnet_key(a.subnet)),
         lease_json("10.168.0.2", "0e:00:00:00:00:0c")
     );
-    let ttl_json = etcd.ctl(&["get", "--write-out=json", &format!("{PREFIX}/subnets/{}", cluster::subnet_key(a.subnet))]);
+    let ttl_json = etcd.ctl(&[
+        "get",
+        "--write-out=json",
+        &format!("{PREFIX}/subnets/{}", cluster::subnet_key(a.subnet)),
+    ]);
     let v: serde_json::Value = serde_json::from_str(&ttl_json).unwrap();
-    let lease_id = v["kvs"][0]["lease"].as_i64().expect("key attached to an etcd lease");
+    let lease_id = v["kvs"][0]["lease"]
+        .as_i64()
+        .expect("key attached to an etcd lease");
     let ttl = etcd.ctl(&["lease", "timetolive", &format!("{lease_id:x}")]);
     assert!(ttl.contains("granted with TTL(86400s)"), "{ttl}");
     // subnet.env as flanneld writes it.
@@ -283,7 +326,8 @@ fn a_node_asks_for_its_previous_subnet_from_subnet_env() {
     let own = in_netns(&ns, move || {
         let r = Registry::connect_with(&s, fast_timing()).unwrap();
         let network = r.network_config().unwrap();
-        r.acquire_lease(&vxlan_attrs([10, 168, 0, 9], 9), &network).unwrap()
+        r.acquire_lease(&vxlan_attrs([10, 168, 0, 9], 9), &network)
+            .unwrap()
     });
     assert_eq!(own.subnet, net("10.244.77.0/24"));
 }
@@ -304,7 +348,10 @@ fn simultaneous_starts_never_share_a_subnet() {
     let mut lost = 0;
     for round in 0..ROUNDS {
         etcd.ctl(&["del", "--prefix", &format!("{PREFIX}/subnets/")]);
-        let settings = [etcd.settings(&format!("r{round}a.env")), etcd.settings(&format!("r{round}b.env"))];
+        let settings = [
+            etcd.settings(&format!("r{round}a.env")),
+            etcd.settings(&format!("r{round}b.env")),
+        ];
         let pair = in_netns(&ns, move || {
             let barrier = Arc::new(Barrier::new(2));
             let handles: Vec<_> = settings
@@ -317,7 +364,10 @@ fn simultaneous_starts_never_share_a_subnet() {
                         let network = r.network_config().unwrap();
                         barrier.wait();
                         let own = r
-                            .acquire_lease(&vxlan_attrs([10, 168, 1, 2 + i as u8], i as u8 + 1), &network)
+                            .acquire_lease(
+                                &vxlan_attrs([10, 168, 1, 2 + i as u8], i as u8 + 1),
+                                &network,
+                            )
                             .unwrap();
                         (own.subnet, own.lost_races)
                     })
@@ -332,7 +382,12 @@ fn simultaneous_starts_never_share_a_subnet() {
         results.push(pair);
     }
     // Exactly two keys in etcd after the last round, one per node.
-    let keys = etcd.ctl(&["get", "--prefix", "--keys-only", &format!("{PREFIX}/subnets/")]);
+    let keys = etcd.ctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        &format!("{PREFIX}/subnets/"),
+    ]);
     assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 2, "{keys}");
     println!("cluster race: {ROUNDS} rounds, distinct every time, {lost} create transactions lost to the other node and retried: {results:?}");
 }
@@ -343,18 +398,27 @@ fn watch_sees_puts_changes_deletions_within_a_second_and_skips_bad_values() {
     let ns = etcd_ns("clw");
     let etcd = Etcd::start(&ns);
     etcd.put(&format!("{PREFIX}/config"), VXLAN_NETWORK);
-    etcd.put(&format!("{PREFIX}/subnets/10.244.5.0-24"), &lease_json("10.168.0.5", "0e:00:00:00:00:05"));
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.5.0-24"),
+        &lease_json("10.168.0.5", "0e:00:00:00:00:05"),
+    );
     etcd.put(&format!("{PREFIX}/subnets/10.244.6.0-24"), "{broken");
     let s = etcd.settings("w.env");
     let (registry, rx, own) = in_netns(&ns, move || {
         let r = Registry::connect_with(&s, fast_timing()).unwrap();
         let network = r.network_config().unwrap();
-        let own = r.acquire_lease(&vxlan_attrs([10, 168, 0, 2], 2), &network).unwrap();
+        let own = r
+            .acquire_lease(&vxlan_attrs([10, 168, 0, 2], 2), &network)
+            .unwrap();
         let rx = r.watch();
         (r, rx, own)
     });
     let snap = snapshot(&rx);
-    assert_eq!(snap.len(), 1, "own lease and the broken value are not peers: {snap:?}");
+    assert_eq!(
+        snap.len(),
+        1,
+        "own lease and the broken value are not peers: {snap:?}"
+    );
     assert_eq!(snap[0].subnet, net("10.244.5.0/24"));
     assert!(registry.state().connected);
 
@@ -367,19 +431,37 @@ fn watch_sees_puts_changes_deletions_within_a_second_and_skips_bad_values() {
     };
     timed(
         "added",
-        &|| etcd.put(&format!("{PREFIX}/subnets/10.244.7.0-24"), &lease_json("10.168.0.7", "0e:00:00:00:00:07")),
+        &|| {
+            etcd.put(
+                &format!("{PREFIX}/subnets/10.244.7.0-24"),
+                &lease_json("10.168.0.7", "0e:00:00:00:00:07"),
+            )
+        },
         &|e| matches!(e, RegistryEvent::Added(l) if l.subnet == net("10.244.7.0/24") && l.attrs.public_ip == Ipv4Addr::new(10, 168, 0, 7)),
     );
     timed(
         "changed VtepMAC",
-        &|| etcd.put(&format!("{PREFIX}/subnets/10.244.7.0-24"), &lease_json("10.168.0.7", "0e:00:00:00:00:77")),
+        &|| {
+            etcd.put(
+                &format!("{PREFIX}/subnets/10.244.7.0-24"),
+                &lease_json("10.168.0.7", "0e:00:00:00:00:77"),
+            )
+        },
         &|e| matches!(e, RegistryEvent::Changed(l) if l.attrs.backend == LeaseBackend::Vxlan { vni: 1, vtep_mac: MacAddr([0x0e, 0, 0, 0, 0, 0x77]) }),
     );
     // A malformed value is skipped; the next valid one still arrives.
-    etcd.put(&format!("{PREFIX}/subnets/10.244.8.0-24"), r#"{"PublicIP":"10.168.0.8","BackendType":"vxlan"}"#);
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.8.0-24"),
+        r#"{"PublicIP":"10.168.0.8","BackendType":"vxlan"}"#,
+    );
     timed(
         "added after a malformed value",
-        &|| etcd.put(&format!("{PREFIX}/subnets/10.244.9.0-24"), &lease_json("10.168.0.9", "0e:00:00:00:00:09")),
+        &|| {
+            etcd.put(
+                &format!("{PREFIX}/subnets/10.244.9.0-24"),
+                &lease_json("10.168.0.9", "0e:00:00:00:00:09"),
+            )
+        },
         &|e| matches!(e, RegistryEvent::Added(l) if l.subnet == net("10.244.9.0/24")),
     );
     timed(
@@ -391,11 +473,17 @@ fn watch_sees_puts_changes_deletions_within_a_second_and_skips_bad_values() {
     );
     // Re-putting identical attributes (a renewal) is not an event; deleting our own
     // lease is reported as such.
-    etcd.put(&format!("{PREFIX}/subnets/10.244.9.0-24"), &lease_json("10.168.0.9", "0e:00:00:00:00:09"));
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.9.0-24"),
+        &lease_json("10.168.0.9", "0e:00:00:00:00:09"),
+    );
     timed(
         "own lease removed",
         &|| {
-            etcd.ctl(&["del", &format!("{PREFIX}/subnets/{}", cluster::subnet_key(own.subnet))]);
+            etcd.ctl(&[
+                "del",
+                &format!("{PREFIX}/subnets/{}", cluster::subnet_key(own.subnet)),
+            ]);
         },
         &|e| *e == RegistryEvent::OwnLeaseRemoved(own.subnet),
     );
@@ -414,7 +502,10 @@ fn watch_reports_an_etcd_restart_and_catches_up() {
         let rx = r.watch();
         (r, rx)
     });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), RegistryEvent::Connection { up: true });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        RegistryEvent::Connection { up: true }
+    );
     assert!(snapshot(&rx).is_empty());
 
     etcd.stop();
@@ -428,7 +519,10 @@ fn watch_reports_an_etcd_restart_and_catches_up() {
     etcd.run();
     // Written as soon as etcd is back, before the watcher's next retry (it backs off up
     // to 5 s): it must come from the resumed watch.
-    etcd.put(&format!("{PREFIX}/subnets/10.244.3.0-24"), &lease_json("10.168.0.3", "0e:00:00:00:00:03"));
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.3.0-24"),
+        &lease_json("10.168.0.3", "0e:00:00:00:00:03"),
+    );
     let mut saw_up = false;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -444,7 +538,10 @@ fn watch_reports_an_etcd_restart_and_catches_up() {
         }
     }
     let st = registry.state();
-    assert!(st.connected && st.disconnects >= 1 && st.snapshots == 1, "{st:?}");
+    assert!(
+        st.connected && st.disconnects >= 1 && st.snapshots == 1,
+        "{st:?}"
+    );
 }
 
 #[test]
@@ -453,7 +550,10 @@ fn lease_added_while_cut_off_arrives_and_compaction_leads_to_a_snapshot() {
     let ns = etcd_ns("clc");
     let etcd = Etcd::start(&ns);
     etcd.put(&format!("{PREFIX}/config"), VXLAN_NETWORK);
-    etcd.put(&format!("{PREFIX}/subnets/10.244.1.0-24"), &lease_json("10.168.0.11", "0e:00:00:00:00:11"));
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.1.0-24"),
+        &lease_json("10.168.0.11", "0e:00:00:00:00:11"),
+    );
     let s = etcd.settings("c.env");
     let (registry, rx) = in_netns(&ns, move || {
         let r = Registry::connect_with(&s, fast_timing()).unwrap();
@@ -464,8 +564,14 @@ fn lease_added_while_cut_off_arrives_and_compaction_leads_to_a_snapshot() {
 
     // 1. Cut off; a lease added meanwhile arrives from the resumed watch.
     etcd.block_clients(true);
-    assert_eq!(rx.recv_timeout(Duration::from_secs(8)).unwrap(), RegistryEvent::Connection { up: false });
-    etcd.put(&format!("{PREFIX}/subnets/10.244.2.0-24"), &lease_json("10.168.0.12", "0e:00:00:00:00:12"));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(8)).unwrap(),
+        RegistryEvent::Connection { up: false }
+    );
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.2.0-24"),
+        &lease_json("10.168.0.12", "0e:00:00:00:00:12"),
+    );
     etcd.block_clients(false);
     match next_event(&rx, Duration::from_secs(10)) {
         RegistryEvent::Added(l) => assert_eq!(l.subnet, net("10.244.2.0/24")),
@@ -475,9 +581,15 @@ fn lease_added_while_cut_off_arrives_and_compaction_leads_to_a_snapshot() {
 
     // 2. Cut off again; changes, then a compaction past the watcher's revision.
     etcd.block_clients(true);
-    assert_eq!(rx.recv_timeout(Duration::from_secs(8)).unwrap(), RegistryEvent::Connection { up: false });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(8)).unwrap(),
+        RegistryEvent::Connection { up: false }
+    );
     etcd.ctl(&["del", &format!("{PREFIX}/subnets/10.244.1.0-24")]);
-    etcd.put(&format!("{PREFIX}/subnets/10.244.4.0-24"), &lease_json("10.168.0.14", "0e:00:00:00:00:14"));
+    etcd.put(
+        &format!("{PREFIX}/subnets/10.244.4.0-24"),
+        &lease_json("10.168.0.14", "0e:00:00:00:00:14"),
+    );
     let rev = etcd.revision();
     etcd.ctl(&["compact", &rev.to_string()]);
     etcd.block_clients(false);
@@ -490,7 +602,10 @@ fn lease_added_while_cut_off_arrives_and_compaction_leads_to_a_snapshot() {
         other => panic!("expected a re-list snapshot after compaction, got {other:?}"),
     }
     let st = registry.state();
-    assert!(st.snapshots == 2 && st.connected && st.last_revision >= rev, "{st:?}");
+    assert!(
+        st.snapshots == 2 && st.connected && st.last_revision >= rev,
+        "{st:?}"
+    );
 }
 
 #[test]
@@ -508,19 +623,26 @@ fn own_lease_is_renewed_before_it_expires() {
     let (registry, own) = in_netns(&ns, move || {
         let r = Registry::connect_with(&s, timing).unwrap();
         let network = r.network_config().unwrap();
-        let own = r.acquire_lease(&vxlan_attrs([10, 168, 0, 2], 2), &network).unwrap();
+        let own = r
+            .acquire_lease(&vxlan_attrs([10, 168, 0, 2], 2), &network)
+            .unwrap();
         (r, own)
     });
     // Three TTLs later the key still exists, re-attached to newer etcd leases.
     std::thread::sleep(Duration::from_secs(12));
     let key = cluster::subnet_key(own.subnet);
-    assert_eq!(etcd.subnet_value(&key), lease_json("10.168.0.2", "0e:00:00:00:00:02"));
+    assert_eq!(
+        etcd.subnet_value(&key),
+        lease_json("10.168.0.2", "0e:00:00:00:00:02")
+    );
     let st = registry.state();
     assert!(st.renewals >= 3 && st.renew_failures == 0, "{st:?}");
     assert_ne!(registry.own_lease().unwrap().etcd_lease, own.etcd_lease);
     // Without renewal (the registry dropped) etcd expires it.
     drop(registry);
-    assert!(wait_until(Duration::from_secs(8), || etcd.subnet_value(&key).is_empty()));
+    assert!(wait_until(Duration::from_secs(8), || etcd
+        .subnet_value(&key)
+        .is_empty()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -607,14 +729,26 @@ fn kernel_nodes_ping_each_other(tag: &str, network_json: &str) {
         // The pod side: flannel's CNI bridge holds the subnet's .1.
         n.ip(&["link", "add", "cni0", "type", "bridge"]).unwrap();
         let first = Ipv4Addr::from(u32::from(own.subnet.network()) + 1);
-        n.add_addr("cni0", &format!("{first}/{}", own.subnet.prefix_len())).unwrap();
+        n.add_addr("cni0", &format!("{first}/{}", own.subnet.prefix_len()))
+            .unwrap();
         n.link_up("cni0").unwrap();
     }
     let pod = |i: usize| Ipv4Addr::from(u32::from(owns[i].1.subnet.network()) + 1).to_string();
     for (from, to) in [(0, 1), (1, 0)] {
         let out = nodes[from]
             .0
-            .exec_unchecked(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", &pod(from), &pod(to)])
+            .exec_unchecked(&[
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "-I",
+                &pod(from),
+                &pod(to),
+            ])
             .unwrap();
         assert!(
             out.status.success(),
@@ -628,7 +762,12 @@ fn kernel_nodes_ping_each_other(tag: &str, network_json: &str) {
     if let cluster::BackendConfig::Vxlan(_) = network.backend {
         let link = a.ip(&["-d", "link", "show", "flannel.1"]).unwrap();
         let link = String::from_utf8_lossy(&link.stdout);
-        assert!(link.contains("vxlan id 1") && link.contains("dstport 8472") && link.contains("nolearning"), "{link}");
+        assert!(
+            link.contains("vxlan id 1")
+                && link.contains("dstport 8472")
+                && link.contains("nolearning"),
+            "{link}"
+        );
     }
 }
 
@@ -641,5 +780,8 @@ fn kernel_vxlan_nodes_configured_from_the_registry_ping_each_other() {
 #[test]
 fn kernel_host_gw_nodes_configured_from_the_registry_ping_each_other() {
     skip_unless_root!();
-    kernel_nodes_ping_each_other("clh", r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#);
+    kernel_nodes_ping_each_other(
+        "clh",
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+    );
 }

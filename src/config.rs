@@ -696,7 +696,11 @@ impl Validator<'_> {
     fn config(&self, mut raw: RawConfig, registry: Option<&RegistryAssignment>) -> R<Config> {
         let cluster = self.cluster(&raw)?;
         if let ClusterSource::Etcd(_) = cluster {
-            let source = raw.cluster.source.as_ref().expect("etcd is never the default");
+            let source = raw
+                .cluster
+                .source
+                .as_ref()
+                .expect("etcd is never the default");
             let Some(a) = registry else {
                 return Err(self.err("cluster.source", source, Problem::NeedsRegistry));
             };
@@ -881,14 +885,13 @@ impl Validator<'_> {
         }
 
         // Keys the registry decides must not be in the file.
-        let from_registry = |field: &str, span: std::ops::Range<usize>, value: String| {
-            ConfigError::Invalid {
+        let from_registry =
+            |field: &str, span: std::ops::Range<usize>, value: String| ConfigError::Invalid {
                 field: field.into(),
                 value: Some(value),
                 problem: Problem::FromRegistry,
                 line: self.line(span),
-            }
-        };
+            };
         if let Some(v) = raw.node.as_ref().and_then(|n| n.pod_cidr.as_ref()) {
             return Err(self.err("node.pod_cidr", v, Problem::FromRegistry));
         }
@@ -2593,42 +2596,69 @@ etcd_endpoints = ["http://10.168.0.3:2379", "https://10.168.0.4:2379"]
 
     #[test]
     fn registry_keys_in_the_file_are_refused_by_name_and_line() {
-        let with = |section: &str, line: &str| ETCD_NODE.replace(section, &format!("{section}\n{line}"));
-        let p = rejects(&with("[node]", "pod_cidr = \"10.244.0.0/24\""), "node.pod_cidr", "10.244.0.0/24", 3);
+        let with =
+            |section: &str, line: &str| ETCD_NODE.replace(section, &format!("{section}\n{line}"));
+        let p = rejects(
+            &with("[node]", "pod_cidr = \"10.244.0.0/24\""),
+            "node.pod_cidr",
+            "10.244.0.0/24",
+            3,
+        );
         assert_eq!(p, Problem::FromRegistry);
         rejects(&with("[vxlan]", "vni = 7"), "vxlan.vni", "7", 8);
         rejects(&with("[vxlan]", "port = 4789"), "vxlan.port", "4789", 8);
         let text = format!("{ETCD_NODE}\n[dataplane]\nmode = \"vxlan\"\n");
         rejects(&text, "dataplane.mode", "vxlan", 16);
-        let text = format!("{ETCD_NODE}\n[[peers]]\npod_cidr = \"10.244.1.0/24\"\nnode_ip = \"10.168.0.3\"\n");
+        let text = format!(
+            "{ETCD_NODE}\n[[peers]]\npod_cidr = \"10.244.1.0/24\"\nnode_ip = \"10.168.0.3\"\n"
+        );
         rejects(&text, "peers", "1 entries", 15);
     }
 
     #[test]
     fn bad_cluster_values_name_field_value_and_line() {
-        let p = rejects(&ETCD_NODE.replace("\"etcd\"", "\"consul\""), "cluster.source", "consul", 12);
+        let p = rejects(
+            &ETCD_NODE.replace("\"etcd\"", "\"consul\""),
+            "cluster.source",
+            "consul",
+            12,
+        );
         assert!(matches!(p, Problem::UnknownChoice { .. }));
-        let p = rejects(&ETCD_NODE.replace("http://10.168.0.3:2379", "10.168.0.3:2379"), "cluster.etcd_endpoints[0]", "10.168.0.3:2379", 13);
+        let p = rejects(
+            &ETCD_NODE.replace("http://10.168.0.3:2379", "10.168.0.3:2379"),
+            "cluster.etcd_endpoints[0]",
+            "10.168.0.3:2379",
+            13,
+        );
         assert_eq!(p, Problem::NotEndpointUrl);
         let no_key = format!("{ETCD_NODE}etcd_cert_file = \"/etc/etcd/node.pem\"\n");
         let p = rejects(&no_key, "cluster.etcd_cert_file", "node.pem", 14);
         assert!(matches!(p, Problem::NeedsBoth { .. }));
         let rel = format!("{ETCD_NODE}etcd_prefix = \"coreos.com/network\"\n");
         rejects(&rel, "cluster.etcd_prefix", "coreos.com/network", 14);
-        let err = EtcdNode::from_toml_str(&ETCD_NODE.replace("etcd_endpoints = [\"http://10.168.0.3:2379\", \"https://10.168.0.4:2379\"]", "")).unwrap_err();
+        let err = EtcdNode::from_toml_str(&ETCD_NODE.replace(
+            "etcd_endpoints = [\"http://10.168.0.3:2379\", \"https://10.168.0.4:2379\"]",
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(err.field(), Some("cluster.etcd_endpoints"));
     }
 
     #[test]
     fn etcd_keys_in_a_static_file_are_refused() {
-        let text = "[node]\nip = \"10.168.0.2/24\"\npod_cidr = \"10.244.0.0/24\"\nuplink = \"ul\"\n\
+        let text =
+            "[node]\nip = \"10.168.0.2/24\"\npod_cidr = \"10.244.0.0/24\"\nuplink = \"ul\"\n\
                     pod_interfaces = [\"pod\"]\n[dataplane]\nmode = \"host-gw\"\n[cluster]\n\
                     etcd_endpoints = [\"http://10.168.0.3:2379\"]\n";
         let err = Config::from_toml_str(text).unwrap_err();
         assert_eq!(err.field(), Some("cluster.etcd_endpoints"));
         assert_eq!(err.problem(), Some(&Problem::OnlyForEtcd));
         assert!(err.to_string().contains("(line 9)"), "{err}");
-        let c = Config::from_toml_str(&text.replace("etcd_endpoints = [\"http://10.168.0.3:2379\"]", "source = \"static\"")).unwrap();
+        let c = Config::from_toml_str(&text.replace(
+            "etcd_endpoints = [\"http://10.168.0.3:2379\"]",
+            "source = \"static\"",
+        ))
+        .unwrap();
         assert_eq!(c.cluster, ClusterSource::Static);
         assert!(EtcdNode::from_toml_str(text.split("[cluster]").next().unwrap()).is_err());
     }

@@ -6,7 +6,9 @@ set -euo pipefail
 PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
       iproute2 ethtool tcpdump iperf3 iputils-ping procps python3
       iptables  # iptables: kube-proxy style DNAT in netns-tests/slowpath.rs (iptables-nft)
-      fonts-dejavu-core)  # fonts-dejavu-core: text of the bench charts (tools/bench/charts.rs)
+      fonts-dejavu-core  # fonts-dejavu-core: text of the bench charts (tools/bench/charts.rs)
+      protobuf-compiler  # protoc: etcd-client's build script compiles etcd's gRPC protos
+      etcd-server etcd-client)  # a real etcd + etcdctl for netns-tests/cluster.rs
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

@@ -64,7 +64,11 @@ pub fn free_subnets(network: &NetworkConfig, taken: &[Ipv4Net]) -> Vec<Ipv4Net> 
 /// instance: enough to spread nodes over the candidates; the transaction keeps it safe.
 fn random_below(n: usize) -> usize {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(SystemTime::now().elapsed().map_or(0, |d| d.as_nanos() as u64));
+    h.write_u64(
+        SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
     (h.finish() % n as u64) as usize
 }
 
@@ -194,7 +198,10 @@ impl Etcd {
         };
         let mut c = self.client.clone();
         if let Err(e) = self
-            .call(&format!("put {key}"), c.put(key.clone(), attrs.to_json(), opts))
+            .call(
+                &format!("put {key}"),
+                c.put(key.clone(), attrs.to_json(), opts),
+            )
             .await
         {
             if etcd_lease != 0 {
@@ -227,8 +234,9 @@ mod tests {
 
     #[test]
     fn free_subnets_skip_taken_ones_and_stop_at_100() {
-        let net = NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
-            .unwrap();
+        let net =
+            NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
+                .unwrap();
         let taken: Vec<Ipv4Net> = ["10.244.1.0/24", "10.244.3.0/24", "10.244.4.0/23"]
             .iter()
             .map(|s| s.parse().unwrap())
@@ -247,7 +255,10 @@ mod tests {
         )
         .unwrap();
         let free = free_subnets(&net, &["10.244.11.0/24".parse().unwrap()]);
-        let want: Vec<Ipv4Net> = vec!["10.244.10.0/24".parse().unwrap(), "10.244.12.0/24".parse().unwrap()];
+        let want: Vec<Ipv4Net> = vec![
+            "10.244.10.0/24".parse().unwrap(),
+            "10.244.12.0/24".parse().unwrap(),
+        ];
         assert_eq!(free, want);
         let all: Vec<Ipv4Net> = net.subnets().collect();
         assert!(free_subnets(&net, &all).is_empty());

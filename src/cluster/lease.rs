@@ -182,19 +182,20 @@ impl LeaseAttrs {
                                 why: "is not a 24-bit VNI",
                             })
                     })? as u32;
-                let mac = field(data, "VtepMAC").filter(|v| !v.is_null()).ok_or(
-                    LeaseError::Missing {
-                        key: "BackendData.VtepMAC",
-                    },
-                )?;
-                let vtep_mac = mac
-                    .as_str()
-                    .and_then(parse_go_mac)
-                    .ok_or_else(|| LeaseError::Invalid {
-                        key: "BackendData.VtepMAC",
-                        value: mac.to_string(),
-                        why: "is not a MAC address",
-                    })?;
+                let mac =
+                    field(data, "VtepMAC")
+                        .filter(|v| !v.is_null())
+                        .ok_or(LeaseError::Missing {
+                            key: "BackendData.VtepMAC",
+                        })?;
+                let vtep_mac =
+                    mac.as_str()
+                        .and_then(parse_go_mac)
+                        .ok_or_else(|| LeaseError::Invalid {
+                            key: "BackendData.VtepMAC",
+                            value: mac.to_string(),
+                            why: "is not a MAC address",
+                        })?;
                 LeaseBackend::Vxlan { vni, vtep_mac }
             }
             "host-gw" => LeaseBackend::HostGw,

@@ -71,7 +71,10 @@ pub enum ClusterError {
         min: Ipv4Addr,
         max: Ipv4Addr,
     },
-    #[error("gave up after {} attempts: other nodes took each subnet this node picked", allocate::RACE_RETRIES)]
+    #[error(
+        "gave up after {} attempts: other nodes took each subnet this node picked",
+        allocate::RACE_RETRIES
+    )]
     TooManyRaces,
     #[error("{0}: not the backend of the network config ({1})")]
     BackendMismatch(&'static str, &'static str),
@@ -205,12 +208,15 @@ impl Etcd {
     pub(crate) async fn network_config(&self) -> Result<NetworkConfig, ClusterError> {
         let key = self.config_path();
         let mut c = self.client.clone();
-        let resp = self.call(&format!("get {key}"), c.get(key.clone(), None)).await?;
+        let resp = self
+            .call(&format!("get {key}"), c.get(key.clone(), None))
+            .await?;
         let kv = resp
             .kvs()
             .first()
             .ok_or_else(|| ClusterError::NoNetworkConfig { key: key.clone() })?;
-        NetworkConfig::parse(kv.value()).map_err(|source| ClusterError::NetworkConfig { key, source })
+        NetworkConfig::parse(kv.value())
+            .map_err(|source| ClusterError::NetworkConfig { key, source })
     }
 
     pub(crate) async fn list_subnets(&self) -> Result<Listing, ClusterError> {
@@ -373,7 +379,10 @@ impl Registry {
                         etcd_lease: own.etcd_lease,
                         mod_revision: 0,
                     };
-                    match etcd.update(&lease, &own.attrs, Some(timing.lease_ttl)).await {
+                    match etcd
+                        .update(&lease, &own.attrs, Some(timing.lease_ttl))
+                        .await
+                    {
                         Ok(renewed) => {
                             shared.renewals.fetch_add(1, Ordering::Relaxed);
                             *shared.own.lock().unwrap() = Some(renewed);
@@ -456,7 +465,10 @@ fn tls_options(settings: &EtcdSettings) -> Result<etcd_client::TlsOptions, Clust
     };
     let mut tls = etcd_client::TlsOptions::new();
     if let Some(ca) = &settings.ca_file {
-        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read("cluster.etcd_ca_file", ca)?));
+        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(
+            "cluster.etcd_ca_file",
+            ca,
+        )?));
     }
     if let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) {
         tls = tls.identity(etcd_client::Identity::from_pem(

@@ -61,7 +61,10 @@ pub enum NetworkConfigError {
     #[error("not a JSON object: {0}")]
     NotJson(String),
     #[error("{key} is missing; {why}")]
-    Missing { key: &'static str, why: &'static str },
+    Missing {
+        key: &'static str,
+        why: &'static str,
+    },
     #[error("{key}: {value} {why}")]
     Invalid {
         key: &'static str,
@@ -111,7 +114,11 @@ fn invalid(key: &'static str, v: &Value, why: impl Into<String>) -> NetworkConfi
 fn uint(key: &'static str, v: &Value, max: u64) -> R<u64> {
     match v.as_u64() {
         Some(n) if n <= max => Ok(n),
-        Some(_) => Err(invalid(key, v, format!("is out of range; expected 0..={max}"))),
+        Some(_) => Err(invalid(
+            key,
+            v,
+            format!("is out of range; expected 0..={max}"),
+        )),
         None => Err(invalid(key, v, "is not a non-negative integer")),
     }
 }
@@ -169,7 +176,11 @@ impl NetworkConfig {
                     .filter(|s| s.contains('/'))
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| {
-                        invalid("Network", v, "is not an IPv4 network like \"10.244.0.0/16\"")
+                        invalid(
+                            "Network",
+                            v,
+                            "is not an IPv4 network like \"10.244.0.0/16\"",
+                        )
                     })?;
                 let net = net.trunc();
                 // flannel's IP4Net.Empty(): 0.0.0.0/0 counts as "not set".
@@ -248,7 +259,9 @@ impl NetworkConfig {
         };
         // The first subnet is skipped: its .0 would be the network's own address.
         let subnet_min = bound("SubnetMin", base.wrapping_add(size))?;
-        let last = u32::from(network.broadcast()).wrapping_add(1).wrapping_sub(size);
+        let last = u32::from(network.broadcast())
+            .wrapping_add(1)
+            .wrapping_sub(size);
         let subnet_max = bound("SubnetMax", last)?;
 
         let backend = Self::backend(field(obj, "Backend"))?;
@@ -333,7 +346,10 @@ impl NetworkConfig {
             }),
             _ => Err(NetworkConfigError::Unsupported {
                 key: "Backend.Type",
-                value: format!("{:?}", field(obj, "Type").and_then(Value::as_str).unwrap_or("")),
+                value: format!(
+                    "{:?}",
+                    field(obj, "Type").and_then(Value::as_str).unwrap_or("")
+                ),
                 why: "podfwd implements \"vxlan\" and \"host-gw\"",
             }),
         }
@@ -385,9 +401,9 @@ impl NetworkConfig {
         let min = u64::from(u32::from(self.subnet_min));
         let max = u64::from(u32::from(self.subnet_max));
         let len = self.subnet_len;
-        (min..=max).step_by(size as usize).map(move |a| {
-            Ipv4Net::new(Ipv4Addr::from(a as u32), len).expect("prefix length <= 30")
-        })
+        (min..=max)
+            .step_by(size as usize)
+            .map(move |a| Ipv4Net::new(Ipv4Addr::from(a as u32), len).expect("prefix length <= 30"))
     }
 }
 
@@ -433,7 +449,11 @@ mod tests {
         let all: Vec<_> = c.subnets().collect();
         assert_eq!(
             all,
-            vec![net("10.1.0.16/28"), net("10.1.0.32/28"), net("10.1.0.48/28")]
+            vec![
+                net("10.1.0.16/28"),
+                net("10.1.0.32/28"),
+                net("10.1.0.48/28")
+            ]
         );
         assert_eq!(c.mode(), Mode::HostGw);
         let c = parse(r#"{"Network":"10.1.0.0/22","Backend":{"Type":"host-gw"}}"#).unwrap();
@@ -469,21 +489,77 @@ mod tests {
     #[test]
     fn unsupported_settings_name_their_key() {
         let cases = [
-            (r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}"#, "Backend.Type", "wireguard"),
+            (
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}"#,
+                "Backend.Type",
+                "wireguard",
+            ),
             (r#"{"Network":"10.244.0.0/16"}"#, "Backend.Type", "udp"),
-            (r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}"#, "EnableIPv6", "true"),
-            (r#"{"Network":"10.244.0.0/16","EnableIPv4":false,"Backend":{"Type":"vxlan"}}"#, "EnableIPv4", "false"),
-            (r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","GBP":true}}"#, "Backend.GBP", "true"),
-            (r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","Learning":true}}"#, "Backend.Learning", "true"),
-            (r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}"#, "Backend.VNI", "16777216"),
-            (r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","Port":-1}}"#, "Backend.Port", "-1"),
-            (r#"{"Network":"10.244.0.0/16","SubnetLen":31,"Backend":{"Type":"vxlan"}}"#, "SubnetLen", "31"),
-            (r#"{"Network":"10.244.0.0/16","SubnetLen":17,"Backend":{"Type":"vxlan"}}"#, "SubnetLen", "17"),
-            (r#"{"Network":"10.244.0.0/29","Backend":{"Type":"vxlan"}}"#, "Network", "10.244.0.0/29"),
-            (r#"{"Network":"10.244.0.0","Backend":{"Type":"vxlan"}}"#, "Network", "10.244.0.0"),
-            (r#"{"Network":"10.244.0.0/16","SubnetMin":"10.245.0.0","Backend":{"Type":"vxlan"}}"#, "SubnetMin", "10.245.0.0"),
-            (r#"{"Network":"10.244.0.0/16","SubnetMax":"10.244.3.7","Backend":{"Type":"vxlan"}}"#, "SubnetMax", "10.244.3.7"),
-            (r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"yes"}}"#, "Backend.DirectRouting", "yes"),
+            (
+                r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}"#,
+                "EnableIPv6",
+                "true",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","EnableIPv4":false,"Backend":{"Type":"vxlan"}}"#,
+                "EnableIPv4",
+                "false",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","GBP":true}}"#,
+                "Backend.GBP",
+                "true",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","Learning":true}}"#,
+                "Backend.Learning",
+                "true",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":16777216}}"#,
+                "Backend.VNI",
+                "16777216",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","Port":-1}}"#,
+                "Backend.Port",
+                "-1",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetLen":31,"Backend":{"Type":"vxlan"}}"#,
+                "SubnetLen",
+                "31",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetLen":17,"Backend":{"Type":"vxlan"}}"#,
+                "SubnetLen",
+                "17",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/29","Backend":{"Type":"vxlan"}}"#,
+                "Network",
+                "10.244.0.0/29",
+            ),
+            (
+                r#"{"Network":"10.244.0.0","Backend":{"Type":"vxlan"}}"#,
+                "Network",
+                "10.244.0.0",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetMin":"10.245.0.0","Backend":{"Type":"vxlan"}}"#,
+                "SubnetMin",
+                "10.245.0.0",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","SubnetMax":"10.244.3.7","Backend":{"Type":"vxlan"}}"#,
+                "SubnetMax",
+                "10.244.3.7",
+            ),
+            (
+                r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"yes"}}"#,
+                "Backend.DirectRouting",
+                "yes",
+            ),
         ];
         for (json, key, value) in cases {
             let err = parse(json).unwrap_err();

@@ -24,16 +24,22 @@ pub fn render(network: Ipv4Net, subnet: Ipv4Net, mtu: u32, ip_masq: bool) -> Str
 }
 
 /// Writes `render(...)` to `path` atomically.
-pub fn write(path: &Path, network: Ipv4Net, subnet: Ipv4Net, mtu: u32, ip_masq: bool) -> io::Result<()> {
+pub fn write(
+    path: &Path,
+    network: Ipv4Net,
+    subnet: Ipv4Net,
+    mtu: u32,
+    ip_masq: bool,
+) -> io::Result<()> {
     let text = render(network, subnet, mtu, ip_masq);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "subnet_file has no file name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "subnet_file has no file name")
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         name.to_string_lossy(),
@@ -115,7 +121,9 @@ mod tests {
         write(&path, "10.244.0.0/16".parse().unwrap(), sn, 1450, false).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o644);
-        assert!(std::fs::read_to_string(&path).unwrap().contains("FLANNEL_SUBNET=10.244.7.1/24\n"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("FLANNEL_SUBNET=10.244.7.1/24\n"));
         assert_eq!(previous_subnet(&path), Some(sn));
         // Only the file itself is left behind, no temporary.
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();

@@ -89,43 +89,43 @@ impl Watcher {
         loop {
             let from = match next {
                 Some(rev) => rev,
-                None => match self.etcd.list_subnets().await {
-                    Ok(listing) => {
-                        for (key, why) in &listing.skipped {
-                            eprintln!("podfwd: cluster: skipping {key}: {why}");
+                None => {
+                    match self.etcd.list_subnets().await {
+                        Ok(listing) => {
+                            for (key, why) in &listing.skipped {
+                                eprintln!("podfwd: cluster: skipping {key}: {why}");
+                            }
+                            let leases: Vec<Lease> = listing
+                                .leases
+                                .into_iter()
+                                .filter(|l| Some(l.subnet) != self.own)
+                                .collect();
+                            self.known = leases.iter().map(|l| (l.subnet, l.clone())).collect();
+                            self.seen(listing.revision);
+                            self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                            if !self.set_up(true) || !self.send(RegistryEvent::Snapshot(leases)) {
+                                return;
+                            }
+                            backoff = BACKOFF_START;
+                            next = Some(listing.revision + 1);
+                            listing.revision + 1
                         }
-                        let leases: Vec<Lease> = listing
-                            .leases
-                            .into_iter()
-                            .filter(|l| Some(l.subnet) != self.own)
-                            .collect();
-                        self.known = leases.iter().map(|l| (l.subnet, l.clone())).collect();
-                        self.seen(listing.revision);
-                        self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
-                        if !self.set_up(true) || !self.send(RegistryEvent::Snapshot(leases)) {
-                            return;
+                        Err(e) => {
+                            eprintln!("podfwd: cluster: listing subnets failed: {e}; retrying in {backoff:?}");
+                            if !self.set_up(false) {
+                                return;
+                            }
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            continue;
                         }
-                        backoff = BACKOFF_START;
-                        next = Some(listing.revision + 1);
-                        listing.revision + 1
                     }
-                    Err(e) => {
-                        eprintln!("podfwd: cluster: listing subnets failed: {e}; retrying in {backoff:?}");
-                        if !self.set_up(false) {
-                            return;
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        continue;
-                    }
-                },
+                }
             };
             match self.follow(from, &mut next, &mut backoff).await {
                 Ended::Closed => return,
                 Ended::Compacted => {
-                    eprintln!(
-                        "podfwd: cluster: revision {from} was compacted; re-listing subnets"
-                    );
+                    eprintln!("podfwd: cluster: revision {from} was compacted; re-listing subnets");
                     next = None;
                 }
                 Ended::Broken => {
@@ -140,12 +140,7 @@ impl Watcher {
     }
 
     /// One watch stream from `from`; advances `next` as events arrive.
-    async fn follow(
-        &mut self,
-        from: i64,
-        next: &mut Option<i64>,
-        backoff: &mut Duration,
-    ) -> Ended {
+    async fn follow(&mut self, from: i64, next: &mut Option<i64>, backoff: &mut Duration) -> Ended {
         let prefix = self.etcd.subnets_prefix();
         let opts = WatchOptions::new()
             .with_prefix()
@@ -164,7 +159,10 @@ impl Watcher {
                 return Ended::Broken;
             }
             Err(_) => {
-                eprintln!("podfwd: cluster: watch {prefix}: no answer within {:?}", self.etcd.op_timeout);
+                eprintln!(
+                    "podfwd: cluster: watch {prefix}: no answer within {:?}",
+                    self.etcd.op_timeout
+                );
                 return Ended::Broken;
             }
         };
@@ -184,7 +182,10 @@ impl Watcher {
                 return Ended::Compacted;
             }
             if resp.canceled() {
-                eprintln!("podfwd: cluster: watch canceled by etcd: {}", resp.cancel_reason());
+                eprintln!(
+                    "podfwd: cluster: watch canceled by etcd: {}",
+                    resp.cancel_reason()
+                );
                 if resp.cancel_reason().contains("compacted") {
                     return Ended::Compacted;
                 }
