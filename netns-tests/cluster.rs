@@ -662,15 +662,10 @@ pub(crate) fn configure_kernel_node(
     peers: &[Lease],
 ) -> KernelSpec {
     let etcd_node = EtcdNode::from_toml_str(node_toml).expect("node config");
-    let mut config = etcd_node
-        .complete(&cluster::assignment(network, own))
+    let mut config = cluster::node_config(&etcd_node, network, own, peers)
         .expect("config completed from the registry");
+    // flanneld's device name; podfwd's own default is podfwd.<VNI>.
     config.vxlan.device = format!("flannel.{}", network.vni());
-    config.peers = peers
-        .iter()
-        .filter(|l| l.subnet != own.subnet)
-        .filter_map(|l| cluster::peer(network, l).ok())
-        .collect();
     let plan = Plan::resolve(&config, None).expect("plan");
     let spec = KernelSpec::from_plan(&plan);
     let s = spec.clone();

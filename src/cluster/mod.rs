@@ -22,7 +22,7 @@ pub use allocate::{OwnLease, RENEW_MARGIN, SUBNET_TTL};
 pub use lease::{subnet_key, Lease, LeaseAttrs, LeaseBackend, LeaseError};
 pub use network::{BackendConfig, NetworkConfig, NetworkConfigError, VxlanBackend};
 
-use crate::config::{EtcdSettings, Peer, RegistryAssignment};
+use crate::config::{Config, ConfigError, EtcdNode, EtcdSettings, Peer, RegistryAssignment};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use ipnet::Ipv4Net;
 use std::future::Future;
@@ -510,4 +510,28 @@ pub fn peer(network: &NetworkConfig, lease: &Lease) -> Result<Peer, String> {
             network.backend_type()
         )),
     }
+}
+
+/// The full config of an etcd node: the file completed with the registry's answer and
+/// the peers of the current lease set (own subnet and leases of another backend left
+/// out, each skipped one logged). `Plan::resolve` takes it from there.
+pub fn node_config(
+    node: &EtcdNode,
+    network: &NetworkConfig,
+    own: &OwnLease,
+    leases: &[Lease],
+) -> Result<Config, ConfigError> {
+    let mut config = node.complete(&assignment(network, own))?;
+    config.peers = leases
+        .iter()
+        .filter(|l| l.subnet != own.subnet)
+        .filter_map(|l| match peer(network, l) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!("podfwd: cluster: {why}");
+                None
+            }
+        })
+        .collect();
+    Ok(config)
 }

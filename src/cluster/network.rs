@@ -18,6 +18,8 @@ use std::net::Ipv4Addr;
 pub const KERNEL_VXLAN_PORT: u16 = 8472;
 /// flannel's vxlan backend default VNI.
 pub const DEFAULT_VNI: u32 = 1;
+/// flanneld's vxlan `encapOverhead`: outer IPv4 + UDP + VXLAN + inner Ethernet.
+pub const VXLAN_ENCAP_OVERHEAD: u32 = 50;
 /// Largest VNI (24 bits).
 const MAX_VNI: u64 = (1 << 24) - 1;
 
@@ -388,6 +390,18 @@ impl NetworkConfig {
         }
     }
 
+    /// `FLANNEL_MTU` as flanneld computes it from the uplink's MTU: host-gw uses the
+    /// uplink's; vxlan `Backend.MTU` (default: the uplink's) less 50 bytes of headers.
+    pub fn pod_mtu(&self, uplink_mtu: u32) -> u32 {
+        match self.backend {
+            BackendConfig::HostGw => uplink_mtu,
+            BackendConfig::Vxlan(v) => v
+                .mtu
+                .unwrap_or(uplink_mtu)
+                .saturating_sub(VXLAN_ENCAP_OVERHEAD),
+        }
+    }
+
     /// Whether `subnet` is one this network hands out (flannel's `isSubnetConfigCompat`).
     pub fn is_compatible(&self, subnet: Ipv4Net) -> bool {
         subnet.prefix_len() == self.subnet_len
@@ -438,6 +452,7 @@ mod tests {
         assert_eq!(c.vxlan_port(), 8472);
         assert_eq!(c.mode(), Mode::Vxlan);
         assert_eq!(c.subnets().count(), 255);
+        assert_eq!(c.pod_mtu(1500), 1450);
     }
 
     #[test]
@@ -456,6 +471,7 @@ mod tests {
             ]
         );
         assert_eq!(c.mode(), Mode::HostGw);
+        assert_eq!(c.pod_mtu(1500), 1500);
         let c = parse(r#"{"Network":"10.1.0.0/22","Backend":{"Type":"host-gw"}}"#).unwrap();
         assert_eq!(c.subnet_len, 24);
     }
@@ -474,6 +490,7 @@ mod tests {
         assert_eq!(c.vxlan_port(), 4789);
         assert_eq!(c.mode(), Mode::Auto);
         assert!(matches!(c.backend, BackendConfig::Vxlan(v) if v.mtu == Some(1400)));
+        assert_eq!(c.pod_mtu(9000), 1350);
         assert!(c.is_compatible(net("10.5.3.0/25")));
         assert!(!c.is_compatible(net("10.5.3.0/24")));
         assert!(!c.is_compatible(net("10.5.2.128/25")));
