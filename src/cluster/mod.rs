@@ -282,7 +282,10 @@ impl Registry {
             .with_connect_timeout(timing.op_timeout)
             // Detects a silently dead etcd under an idle watch stream.
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // flanneld's WithRequireLeader: a member cut off from its cluster ends the
+            // watch instead of serving stale leases.
+            .with_require_leader(true);
         if tls_wanted {
             options = options.with_tls(tls_options(settings)?);
         }
@@ -534,4 +537,55 @@ pub fn node_config(
         })
         .collect();
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_can_be_shared_between_control_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Registry>();
+        send_sync::<RegistryEvent>();
+    }
+
+    #[test]
+    fn endpoints_must_be_urls() {
+        let settings = EtcdSettings {
+            endpoints: vec!["10.168.0.3:2379".into()],
+            prefix: "/coreos.com/network".into(),
+            subnet_file: "/tmp/x".into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        };
+        let err = Registry::connect(&settings).err().expect("refused");
+        assert!(
+            err.to_string()
+                .starts_with("cluster.etcd_endpoints: \"10.168.0.3:2379\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn leases_become_peers_of_their_own_backend_only() {
+        let vx = NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
+            .unwrap();
+        let hg =
+            NetworkConfig::parse(br#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#)
+                .unwrap();
+        let lease = Lease::from_kv(
+            "/coreos.com/network/subnets/10.244.3.0-24",
+            br#"{"PublicIP":"10.168.0.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:0b"}}"#,
+            7,
+            9,
+        )
+        .unwrap();
+        let p = peer(&vx, &lease).unwrap();
+        assert_eq!(p.pod_cidr, "10.244.3.0/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(p.node_ip, Ipv4Addr::new(10, 168, 0, 3));
+        assert_eq!(p.vtep_mac, Some("0e:00:00:00:00:0b".parse().unwrap()));
+        assert!(peer(&hg, &lease).unwrap_err().contains("10.244.3.0/24"));
+    }
 }
