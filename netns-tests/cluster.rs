@@ -37,24 +37,57 @@ struct Etcd<'a> {
     ns: &'a Netns,
     dir: PathBuf,
     pid: Option<u32>,
+    /// Serve https with client certificates (files in `dir`, see [`make_certs`]).
+    tls: bool,
 }
 
 impl<'a> Etcd<'a> {
     fn start(ns: &'a Netns) -> Etcd<'a> {
+        Etcd::start_with(ns, false)
+    }
+
+    fn start_with(ns: &'a Netns, tls: bool) -> Etcd<'a> {
         let dir = std::env::temp_dir().join(format!("podfwd-etcd-{}", ns.name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("etcd temp dir");
-        let mut etcd = Etcd { ns, dir, pid: None };
+        let mut etcd = Etcd {
+            ns,
+            dir,
+            pid: None,
+            tls,
+        };
+        if tls {
+            make_certs(&etcd.dir);
+        }
         etcd.run();
         etcd
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_string()
     }
 
     /// Starts the member (again, on the same data) and waits until it answers.
     fn run(&mut self) {
         assert!(self.pid.is_none());
         let data = self.dir.join("data");
-        let clients = format!("http://127.0.0.1:{CLIENT_PORT},http://127.0.0.2:{CLIENT_PORT}");
-        let args = [
+        let sch = self.scheme();
+        let clients = format!("{sch}://127.0.0.1:{CLIENT_PORT},{sch}://127.0.0.2:{CLIENT_PORT}");
+        let advertise = format!("{sch}://127.0.0.1:{CLIENT_PORT}");
+        let (cert, key, ca) = (
+            self.file("server.pem"),
+            self.file("server.key"),
+            self.file("ca.pem"),
+        );
+        let mut args = vec![
             "/usr/bin/etcd",
             "--name",
             "podfwd-test",
@@ -63,7 +96,7 @@ impl<'a> Etcd<'a> {
             "--listen-client-urls",
             &clients,
             "--advertise-client-urls",
-            "http://127.0.0.1:2379",
+            &advertise,
             "--listen-peer-urls",
             "http://127.0.0.1:2380",
             "--initial-advertise-peer-urls",
@@ -73,6 +106,17 @@ impl<'a> Etcd<'a> {
             "--initial-cluster-state",
             "new",
         ];
+        if self.tls {
+            args.extend_from_slice(&[
+                "--cert-file",
+                &cert,
+                "--key-file",
+                &key,
+                "--trusted-ca-file",
+                &ca,
+                "--client-cert-auth",
+            ]);
+        }
         let pid = self
             .ns
             .spawn_logged(&args, &self.dir.join("etcd.log"))
@@ -96,18 +140,19 @@ impl<'a> Etcd<'a> {
 
     /// What a registry is configured with: etcd on 127.0.0.2.
     fn settings(&self, subnet_file: &str) -> EtcdSettings {
+        let tls = |name: &str| self.tls.then(|| self.dir.join(name));
         EtcdSettings {
-            endpoints: vec![format!("http://127.0.0.2:{CLIENT_PORT}")],
+            endpoints: vec![format!("{}://127.0.0.2:{CLIENT_PORT}", self.scheme())],
             prefix: PREFIX.into(),
             subnet_file: self.dir.join(subnet_file),
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
+            ca_file: tls("ca.pem"),
+            cert_file: tls("client.pem"),
+            key_file: tls("client.key"),
         }
     }
 
     fn ctl_unchecked(&self, args: &[&str]) -> std::process::Output {
-        let endpoint = format!("--endpoints=http://127.0.0.1:{CLIENT_PORT}");
+        let endpoint = format!("--endpoints={}://127.0.0.1:{CLIENT_PORT}", self.scheme());
         let mut full = vec![
             "env",
             "ETCDCTL_API=3",
@@ -115,6 +160,14 @@ impl<'a> Etcd<'a> {
             &endpoint,
             "--dial-timeout=1s",
         ];
+        let tls = [
+            format!("--cacert={}", self.file("ca.pem")),
+            format!("--cert={}", self.file("client.pem")),
+            format!("--key={}", self.file("client.key")),
+        ];
+        if self.tls {
+            full.extend(tls.iter().map(String::as_str));
+        }
         full.extend_from_slice(args);
         self.ns.exec_unchecked(&full).expect("run etcdctl")
     }
@@ -176,6 +229,83 @@ impl Drop for Etcd<'_> {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and 127.0.0.2 and a client certificate
+/// (ECDSA P-256, openssl), written to `dir`.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&ec);
+    ca.extend_from_slice(&[
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=podfwd-test-ca",
+    ]);
+    run(&ca);
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,IP:127.0.0.2\nextendedKeyUsage=serverAuth,clientAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("{ext}basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"),
+        )
+        .unwrap();
+        let (key, csr, pem, extfile) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let mut req = vec!["req"];
+        req.extend_from_slice(&ec);
+        req.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", "/CN=podfwd-test"]);
+        run(&req);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-extfile",
+            &extfile,
+        ]);
     }
 }
 
@@ -778,5 +908,33 @@ fn kernel_host_gw_nodes_configured_from_the_registry_ping_each_other() {
     kernel_nodes_ping_each_other(
         "clh",
         r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+    );
+}
+
+#[test]
+fn registry_speaks_tls_with_client_certificates() {
+    skip_unless_root!();
+    let ns = etcd_ns("clt");
+    let etcd = Etcd::start_with(&ns, true);
+    etcd.put(&format!("{PREFIX}/config"), VXLAN_NETWORK);
+    let s = etcd.settings("t.env");
+    let mut no_cert = s.clone();
+    no_cert.cert_file = None;
+    no_cert.key_file = None;
+    let (own, refused) = in_netns(&ns, move || {
+        let r = Registry::connect_with(&s, fast_timing()).expect("connect over TLS");
+        let network = r.network_config().expect("network config over TLS");
+        let own = r
+            .acquire_lease(&vxlan_attrs([10, 168, 0, 2], 2), &network)
+            .expect("lease over TLS");
+        // Without a client certificate etcd (--client-cert-auth) refuses the handshake.
+        let refused =
+            Registry::connect_with(&no_cert, fast_timing()).and_then(|r| r.network_config());
+        (own, refused.is_err())
+    });
+    assert!(refused, "etcd accepted a client without a certificate");
+    assert_eq!(
+        etcd.subnet_value(&cluster::subnet_key(own.subnet)),
+        lease_json("10.168.0.2", "0e:00:00:00:00:02")
     );
 }
