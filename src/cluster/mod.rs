@@ -11,6 +11,9 @@
 //! runtime (one worker thread, `podfwd-etcd`) and every method blocks the calling thread
 //! until etcd answered (each call is bounded by a timeout). Peers arrive on a plain
 //! `std::sync::mpsc::Receiver<RegistryEvent>`.
+//!
+//! The runtime's threads inherit the network namespace of the thread that calls
+//! [`Registry::connect`]: create the registry in the namespace from which etcd is reached.
 
 pub mod allocate;
 pub mod lease;
