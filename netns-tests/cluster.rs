@@ -534,13 +534,17 @@ fn watch_sees_puts_changes_deletions_within_a_second_and_skips_bad_values() {
     );
     etcd.put(&format!("{PREFIX}/subnets/10.244.6.0-24"), "{broken");
     let s = etcd.settings("w.env");
+    let wakeups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = wakeups.clone();
     let (registry, rx, own) = in_netns(&ns, move || {
         let r = Registry::connect_with(&s, fast_timing()).unwrap();
         let network = r.network_config().unwrap();
         let own = r
             .acquire_lease(&vxlan_attrs([10, 168, 0, 2], 2), &network)
             .unwrap();
-        let rx = r.watch();
+        let rx = r.watch_notify(move || {
+            w.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         (r, rx, own)
     });
     let snap = snapshot(&rx);
@@ -618,6 +622,8 @@ fn watch_sees_puts_changes_deletions_within_a_second_and_skips_bad_values() {
         &|e| *e == RegistryEvent::OwnLeaseRemoved(own.subnet),
     );
     assert!(registry.state().last_revision >= etcd.revision());
+    // One wake-up per queued event: up, snapshot, 3 added/changed, removed, own removed.
+    assert_eq!(wakeups.load(std::sync::atomic::Ordering::Relaxed), 7);
 }
 
 #[test]

@@ -417,9 +417,23 @@ impl Registry {
     /// left out. Each call starts its own watcher; it stops when the receiver is
     /// dropped (at its next event) or the registry is dropped.
     pub fn watch(&self) -> Receiver<RegistryEvent> {
+        self.spawn_watch(None)
+    }
+
+    /// Like [`Registry::watch`], calling `notify` after each event is queued, so an
+    /// event loop can sleep in `poll` (e.g. `move || { let _ = waker.wake(); }` with a
+    /// `mio::Waker`) and drain the receiver with `try_recv` when woken.
+    pub fn watch_notify(
+        &self,
+        notify: impl Fn() + Send + Sync + 'static,
+    ) -> Receiver<RegistryEvent> {
+        self.spawn_watch(Some(Box::new(notify)))
+    }
+
+    fn spawn_watch(&self, notify: Option<watch::Notify>) -> Receiver<RegistryEvent> {
         let (tx, rx) = mpsc::channel();
         let own = self.own_lease().map(|o| o.subnet);
-        let w = watch::Watcher::new(self.etcd.clone(), self.shared.clone(), tx, own);
+        let w = watch::Watcher::new(self.etcd.clone(), self.shared.clone(), tx, own, notify);
         self.rt().spawn(w.run());
         rx
     }

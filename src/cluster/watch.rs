@@ -23,6 +23,9 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Wakes the receiver's event loop.
+pub type Notify = Box<dyn Fn() + Send + Sync>;
+
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -41,6 +44,8 @@ pub(crate) struct Watcher {
     pub(crate) shared: Arc<Shared>,
     pub(crate) tx: Sender<RegistryEvent>,
     pub(crate) own: Option<Ipv4Net>,
+    /// Called after each event is queued (e.g. a `mio::Waker`'s `wake`).
+    pub(crate) notify: Option<Notify>,
     /// What the receiver knows: subnet -> lease.
     known: HashMap<Ipv4Net, Lease>,
     up: bool,
@@ -52,19 +57,25 @@ impl Watcher {
         shared: Arc<Shared>,
         tx: Sender<RegistryEvent>,
         own: Option<Ipv4Net>,
+        notify: Option<Notify>,
     ) -> Watcher {
         Watcher {
             etcd,
             shared,
             tx,
             own,
+            notify,
             known: HashMap::new(),
             up: false,
         }
     }
 
     fn send(&self, event: RegistryEvent) -> bool {
-        self.tx.send(event).is_ok()
+        let ok = self.tx.send(event).is_ok();
+        if let (true, Some(notify)) = (ok, &self.notify) {
+            notify();
+        }
+        ok
     }
 
     fn set_up(&mut self, up: bool) -> bool {
