@@ -47,6 +47,12 @@ impl<'a> Etcd<'a> {
     }
 
     fn start_with(ns: &'a Netns, tls: bool) -> Etcd<'a> {
+        for bin in ["/usr/bin/etcd", "/usr/bin/etcdctl"] {
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: install Debian's etcd-server and etcd-client (tools/setup.sh)"
+            );
+        }
         let dir = std::env::temp_dir().join(format!("podfwd-etcd-{}", ns.name()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("etcd temp dir");
