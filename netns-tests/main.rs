@@ -15,6 +15,7 @@ mod bench;
 mod churn;
 mod classifier_cache;
 mod deploy;
+mod cluster;
 mod forwarding;
 mod harness_selftest;
 mod kernel;

@@ -46,6 +46,49 @@ pub struct Config {
     pub metrics: Metrics,
     /// One per remote node, like a flannel subnet lease. May be empty (a single node).
     pub peers: Vec<Peer>,
+    /// `[cluster]`: where the peers come from.
+    pub cluster: ClusterSource,
+}
+
+/// `cluster.source`: the peers from this file (`static`) or flannel's etcd registry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClusterSource {
+    #[default]
+    Static,
+    Etcd(EtcdSettings),
+}
+
+/// `[cluster]` with `source = "etcd"`: how to reach flannel's subnet registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// `cluster.etcd_endpoints`: `http://` or `https://` URLs.
+    pub endpoints: Vec<String>,
+    /// `cluster.etcd_prefix` (flannel's default `/coreos.com/network`).
+    pub prefix: String,
+    /// `cluster.subnet_file`, written for the flannel CNI plugin.
+    pub subnet_file: PathBuf,
+    /// `cluster.etcd_ca_file`, `etcd_cert_file`, `etcd_key_file` (TLS, PEM).
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// flannel's default etcd prefix.
+pub const DEFAULT_ETCD_PREFIX: &str = "/coreos.com/network";
+/// flannel's default subnet file.
+pub const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
+
+/// What the registry decides for an etcd node: the keys it must leave out of its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryAssignment {
+    /// `node.pod_cidr`: the subnet of this node's lease.
+    pub pod_cidr: Ipv4Net,
+    /// `dataplane.mode`: host-gw, vxlan, or auto (vxlan with DirectRouting).
+    pub mode: Mode,
+    /// `vxlan.vni`.
+    pub vni: u32,
+    /// `vxlan.port` (8472 when the network config leaves it 0).
+    pub port: u16,
 }
 
 /// `[node]`: this node's addresses and interfaces.
@@ -385,6 +428,16 @@ pub enum Problem {
     SocketPathTooLong { len: usize },
     #[error("is not an IP address and port, like \"127.0.0.1:9472\" or \"[::1]:9472\"")]
     NotSocketAddr,
+    #[error("is set, but with cluster.source = \"etcd\" it comes from the registry; remove it (node.pod_cidr, dataplane.mode, vxlan.vni, vxlan.port and [[peers]] come from etcd)")]
+    FromRegistry,
+    #[error("needs the registry: node.pod_cidr, dataplane.mode, vxlan.vni, vxlan.port and the peers come from etcd (load the file with config::EtcdNode)")]
+    NeedsRegistry,
+    #[error("only applies with cluster.source = \"etcd\"")]
+    OnlyForEtcd,
+    #[error("is not an http:// or https:// URL, like \"http://10.168.0.3:2379\"")]
+    NotEndpointUrl,
+    #[error("needs {other_field} too; give both the client certificate and its key")]
+    NeedsBoth { other_field: &'static str },
 }
 
 fn quoted_list(names: &[&str]) -> String {
@@ -417,6 +470,20 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     peers: Vec<S<RawPeer>>,
+    #[serde(default)]
+    cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    source: Option<S<String>>,
+    etcd_endpoints: Option<S<Vec<S<String>>>>,
+    etcd_prefix: Option<S<String>>,
+    subnet_file: Option<S<String>>,
+    etcd_ca_file: Option<S<String>>,
+    etcd_cert_file: Option<S<String>>,
+    etcd_key_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -509,15 +576,97 @@ impl Config {
         })
     }
 
-    /// Parses and validates a config from TOML text.
+    /// Parses and validates a config from TOML text. An etcd node's file is refused with
+    /// [`Problem::NeedsRegistry`]: it is complete only with the registry's answer, see
+    /// [`EtcdNode`].
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        Validator { text }.config(raw)
+        Validator { text }.config(raw, None)
     }
 
     /// Whether the configured mode needs VTEP MACs (this node's and every peer's).
     pub fn needs_vtep_macs(&self) -> bool {
         self.dataplane.mode.uses_vxlan()
+    }
+}
+
+/// An etcd node's config file (`cluster.source = "etcd"`), checked offline: every key
+/// but those the registry decides ([`RegistryAssignment`]). [`EtcdNode::complete`]
+/// adds the registry's answer and gives the full [`Config`]; the peers then come from
+/// the registry's leases (`crate::cluster::peer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdNode {
+    text: String,
+    pub settings: EtcdSettings,
+}
+
+impl EtcdNode {
+    /// Reads and checks an etcd node's file. Errors name the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<EtcdNode, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            if error.kind() == io::ErrorKind::NotFound {
+                ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    error,
+                }
+            }
+        })?;
+        EtcdNode::from_toml_str(&text).map_err(|error| ConfigError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
+    }
+
+    /// Checks an etcd node's file offline. The registry's keys are checked once known,
+    /// by [`EtcdNode::complete`] (e.g. `vxlan.vtep_mac` is required for a vxlan network).
+    pub fn from_toml_str(text: &str) -> Result<EtcdNode, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        // A stand-in the rest of the file cannot clash with: a host-gw network (the
+        // VXLAN-only checks wait for the real answer) and a pod CIDR no node address
+        // can be inside.
+        let stand_in = RegistryAssignment {
+            pod_cidr: Ipv4Net::new(Ipv4Addr::BROADCAST, 32).expect("/32"),
+            mode: Mode::HostGw,
+            vni: 1,
+            port: Vxlan::default().port,
+        };
+        let config = Validator { text }.config(raw, Some(&stand_in))?;
+        match config.cluster {
+            ClusterSource::Etcd(settings) => Ok(EtcdNode {
+                text: text.to_string(),
+                settings,
+            }),
+            ClusterSource::Static => Err(ConfigError::Invalid {
+                field: "cluster.source".into(),
+                value: None,
+                problem: Problem::Missing {
+                    why: "this file lists its peers itself (source \"static\"); load it with Config::load".into(),
+                },
+                line: None,
+            }),
+        }
+    }
+
+    /// The full config with the registry's answer; `peers` stays empty.
+    pub fn complete(&self, registry: &RegistryAssignment) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(&self.text)?;
+        Validator { text: &self.text }.config(raw, Some(registry))
+    }
+
+    /// What `podfwd check` says about an etcd node before asking the registry.
+    pub fn summary(&self) -> String {
+        let s = &self.settings;
+        format!(
+            "cluster: etcd {} prefix {}\n  node.pod_cidr, dataplane.mode, vxlan.vni, vxlan.port and the peers come from the registry\n  subnet file: {}\n",
+            s.endpoints.join(","),
+            s.prefix,
+            s.subnet_file.display()
+        )
     }
 }
 
@@ -562,7 +711,29 @@ impl Validator<'_> {
         }
     }
 
-    fn config(&self, raw: RawConfig) -> R<Config> {
+    fn config(&self, mut raw: RawConfig, registry: Option<&RegistryAssignment>) -> R<Config> {
+        let cluster = self.cluster(&raw)?;
+        if let ClusterSource::Etcd(_) = cluster {
+            let source = raw
+                .cluster
+                .source
+                .as_ref()
+                .expect("etcd is never the default");
+            let Some(a) = registry else {
+                return Err(self.err("cluster.source", source, Problem::NeedsRegistry));
+            };
+            // The registry's values stand where `source = "etcd"` is written, so an
+            // error about them points at that line.
+            let span = source.span();
+            let text = |v: String| Some(Spanned::new(span.clone(), v));
+            let int = |v: i64| Some(Spanned::new(span.clone(), v));
+            if let Some(node) = raw.node.as_mut() {
+                node.pod_cidr = text(a.pod_cidr.to_string());
+            }
+            raw.dataplane.mode = text(a.mode.to_string());
+            raw.vxlan.vni = int(a.vni.into());
+            raw.vxlan.port = int(a.port.into());
+        }
         let raw_node = raw
             .node
             .as_ref()
@@ -588,6 +759,7 @@ impl Validator<'_> {
             control,
             metrics,
             peers,
+            cluster,
         };
         self.cross_checks(&config, raw_node, &peer_srcs)?;
         Ok(config)
@@ -692,6 +864,166 @@ impl Validator<'_> {
             }
         }
         Ok(())
+    }
+
+    // --- [cluster] ---
+
+    /// `[cluster]`, and for an etcd node the check that the registry's keys are absent.
+    fn cluster(&self, raw: &RawConfig) -> R<ClusterSource> {
+        let c = &raw.cluster;
+        let etcd = match c.source.as_ref() {
+            None => false,
+            Some(s) => match s.get_ref().as_str() {
+                "static" => false,
+                "etcd" => true,
+                _ => {
+                    return Err(self.err(
+                        "cluster.source",
+                        s,
+                        Problem::UnknownChoice {
+                            expected: &["static", "etcd"],
+                        },
+                    ))
+                }
+            },
+        };
+        let text_keys = [
+            ("cluster.etcd_prefix", c.etcd_prefix.as_ref()),
+            ("cluster.subnet_file", c.subnet_file.as_ref()),
+            ("cluster.etcd_ca_file", c.etcd_ca_file.as_ref()),
+            ("cluster.etcd_cert_file", c.etcd_cert_file.as_ref()),
+            ("cluster.etcd_key_file", c.etcd_key_file.as_ref()),
+        ];
+        if !etcd {
+            if let Some(list) = c.etcd_endpoints.as_ref() {
+                return Err(self.err("cluster.etcd_endpoints", list, Problem::OnlyForEtcd));
+            }
+            if let Some((field, Some(v))) = text_keys.into_iter().find(|k| k.1.is_some()) {
+                return Err(self.err(field, v, Problem::OnlyForEtcd));
+            }
+            return Ok(ClusterSource::Static);
+        }
+
+        // Keys the registry decides must not be in the file.
+        let from_registry =
+            |field: &str, span: std::ops::Range<usize>, value: String| ConfigError::Invalid {
+                field: field.into(),
+                value: Some(value),
+                problem: Problem::FromRegistry,
+                line: self.line(span),
+            };
+        if let Some(v) = raw.node.as_ref().and_then(|n| n.pod_cidr.as_ref()) {
+            return Err(self.err("node.pod_cidr", v, Problem::FromRegistry));
+        }
+        if let Some(v) = raw.dataplane.mode.as_ref() {
+            return Err(self.err("dataplane.mode", v, Problem::FromRegistry));
+        }
+        if let Some(v) = raw.vxlan.vni.as_ref() {
+            return Err(self.err("vxlan.vni", v, Problem::FromRegistry));
+        }
+        if let Some(v) = raw.vxlan.port.as_ref() {
+            return Err(self.err("vxlan.port", v, Problem::FromRegistry));
+        }
+        if let Some(p) = raw.peers.first() {
+            let n = raw.peers.len();
+            return Err(from_registry("peers", p.span(), format!("[{n} entries]")));
+        }
+
+        let endpoints = match c.etcd_endpoints.as_ref() {
+            None => {
+                return Err(self.missing(
+                    "cluster.etcd_endpoints",
+                    "give the etcd client URLs, like [\"http://10.168.0.3:2379\"]",
+                    None,
+                ))
+            }
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    return Err(self.err(
+                        "cluster.etcd_endpoints",
+                        list,
+                        Problem::Empty {
+                            why: "give at least one etcd client URL",
+                        },
+                    ));
+                }
+                let mut out = Vec::new();
+                for (i, e) in list.get_ref().iter().enumerate() {
+                    let url = e.get_ref();
+                    let rest = url
+                        .strip_prefix("http://")
+                        .or_else(|| url.strip_prefix("https://"));
+                    if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                        return Err(self.err(
+                            format!("cluster.etcd_endpoints[{i}]"),
+                            e,
+                            Problem::NotEndpointUrl,
+                        ));
+                    }
+                    out.push(url.clone());
+                }
+                out
+            }
+        };
+        let prefix = match c.etcd_prefix.as_ref() {
+            None => DEFAULT_ETCD_PREFIX.to_string(),
+            Some(p) => {
+                let trimmed = p.get_ref().trim_end_matches('/');
+                if !trimmed.starts_with('/') {
+                    return Err(self.err(
+                        "cluster.etcd_prefix",
+                        p,
+                        Problem::Empty {
+                            why: "give an absolute key prefix, like \"/coreos.com/network\"",
+                        },
+                    ));
+                }
+                trimmed.to_string()
+            }
+        };
+        let path = |field: &str, v: Option<&S<String>>| -> R<Option<PathBuf>> {
+            match v {
+                None => Ok(None),
+                Some(s) if s.get_ref().is_empty() => {
+                    Err(self.err(field, s, Problem::Empty { why: "give a path" }))
+                }
+                Some(s) => Ok(Some(PathBuf::from(s.get_ref()))),
+            }
+        };
+        let subnet_file = path("cluster.subnet_file", c.subnet_file.as_ref())?
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SUBNET_FILE));
+        let ca_file = path("cluster.etcd_ca_file", c.etcd_ca_file.as_ref())?;
+        let cert_file = path("cluster.etcd_cert_file", c.etcd_cert_file.as_ref())?;
+        let key_file = path("cluster.etcd_key_file", c.etcd_key_file.as_ref())?;
+        match (c.etcd_cert_file.as_ref(), c.etcd_key_file.as_ref()) {
+            (Some(cert), None) => {
+                return Err(self.err(
+                    "cluster.etcd_cert_file",
+                    cert,
+                    Problem::NeedsBoth {
+                        other_field: "cluster.etcd_key_file",
+                    },
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(self.err(
+                    "cluster.etcd_key_file",
+                    key,
+                    Problem::NeedsBoth {
+                        other_field: "cluster.etcd_cert_file",
+                    },
+                ))
+            }
+            _ => {}
+        }
+        Ok(ClusterSource::Etcd(EtcdSettings {
+            endpoints,
+            prefix,
+            subnet_file,
+            ca_file,
+            cert_file,
+            key_file,
+        }))
     }
 
     // --- [node] ---
@@ -1364,6 +1696,14 @@ vtep_mac = "0e:00:00:00:00:0c"
             "bpf_pin_dir",
             "[metrics]",
             "listen",
+            "[cluster]",
+            "source",
+            "etcd_endpoints",
+            "etcd_prefix",
+            "subnet_file",
+            "etcd_ca_file",
+            "etcd_cert_file",
+            "etcd_key_file",
             "[[peers]]",
             "node_ip",
         ];
@@ -2250,5 +2590,156 @@ vtep_mac = "0e:00:00:00:00:0c"
             .parse::<Mode>()
             .unwrap_err()
             .contains("\"host-gw\""));
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    const ETCD_NODE: &str = r#"
+[node]
+ip = "10.168.0.2/24"
+uplink = "nodeA-ul"
+pod_interfaces = ["nodeA-pod"]
+
+[vxlan]
+vtep_mac = "0e:00:00:00:00:0a"
+device = "flannel.1"
+
+[cluster]
+source = "etcd"
+etcd_endpoints = ["http://10.168.0.3:2379", "https://10.168.0.4:2379"]
+"#;
+
+    fn assignment(mode: Mode) -> RegistryAssignment {
+        RegistryAssignment {
+            pod_cidr: "10.244.7.0/24".parse().unwrap(),
+            mode,
+            vni: 1,
+            port: 8472,
+        }
+    }
+
+    #[track_caller]
+    fn rejects(text: &str, field: &str, value: &str, line: usize) -> Problem {
+        let err = EtcdNode::from_toml_str(text).expect_err("config was accepted");
+        let msg = err.to_string();
+        assert_eq!(err.field(), Some(field), "wrong field in: {msg}");
+        assert!(msg.contains(value), "{value} not in: {msg}");
+        assert!(msg.ends_with(&format!("(line {line})")), "{msg}");
+        err.problem().expect("an Invalid error").clone()
+    }
+
+    #[test]
+    fn etcd_node_gets_flannel_defaults_and_completes_from_the_registry() {
+        let node = EtcdNode::from_toml_str(ETCD_NODE).unwrap();
+        assert_eq!(
+            node.settings,
+            EtcdSettings {
+                endpoints: vec![
+                    "http://10.168.0.3:2379".into(),
+                    "https://10.168.0.4:2379".into()
+                ],
+                prefix: "/coreos.com/network".into(),
+                subnet_file: "/run/flannel/subnet.env".into(),
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+            }
+        );
+        assert!(node.summary().contains("come from the registry"));
+        let c = node.complete(&assignment(Mode::Auto)).unwrap();
+        assert_eq!(c.node.pod_cidr, "10.244.7.0/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(c.dataplane.mode, Mode::Auto);
+        assert_eq!((c.vxlan.vni, c.vxlan.port), (1, 8472));
+        assert!(c.peers.is_empty());
+        assert!(matches!(c.cluster, ClusterSource::Etcd(_)));
+    }
+
+    #[test]
+    fn plain_load_of_an_etcd_node_says_it_needs_the_registry() {
+        let err = Config::from_toml_str(ETCD_NODE).unwrap_err();
+        assert_eq!(err.field(), Some("cluster.source"));
+        assert_eq!(err.problem(), Some(&Problem::NeedsRegistry));
+        assert!(err.to_string().contains("(line 12)"), "{err}");
+    }
+
+    #[test]
+    fn registry_keys_in_the_file_are_refused_by_name_and_line() {
+        let with =
+            |section: &str, line: &str| ETCD_NODE.replace(section, &format!("{section}\n{line}"));
+        let p = rejects(
+            &with("[node]", "pod_cidr = \"10.244.0.0/24\""),
+            "node.pod_cidr",
+            "10.244.0.0/24",
+            3,
+        );
+        assert_eq!(p, Problem::FromRegistry);
+        rejects(&with("[vxlan]", "vni = 7"), "vxlan.vni", "7", 8);
+        rejects(&with("[vxlan]", "port = 4789"), "vxlan.port", "4789", 8);
+        let text = format!("{ETCD_NODE}\n[dataplane]\nmode = \"vxlan\"\n");
+        rejects(&text, "dataplane.mode", "vxlan", 16);
+        let text = format!(
+            "{ETCD_NODE}\n[[peers]]\npod_cidr = \"10.244.1.0/24\"\nnode_ip = \"10.168.0.3\"\n"
+        );
+        rejects(&text, "peers", "1 entries", 15);
+    }
+
+    #[test]
+    fn bad_cluster_values_name_field_value_and_line() {
+        let p = rejects(
+            &ETCD_NODE.replace("\"etcd\"", "\"consul\""),
+            "cluster.source",
+            "consul",
+            12,
+        );
+        assert!(matches!(p, Problem::UnknownChoice { .. }));
+        let p = rejects(
+            &ETCD_NODE.replace("http://10.168.0.3:2379", "10.168.0.3:2379"),
+            "cluster.etcd_endpoints[0]",
+            "10.168.0.3:2379",
+            13,
+        );
+        assert_eq!(p, Problem::NotEndpointUrl);
+        let no_key = format!("{ETCD_NODE}etcd_cert_file = \"/etc/etcd/node.pem\"\n");
+        let p = rejects(&no_key, "cluster.etcd_cert_file", "node.pem", 14);
+        assert!(matches!(p, Problem::NeedsBoth { .. }));
+        let rel = format!("{ETCD_NODE}etcd_prefix = \"coreos.com/network\"\n");
+        rejects(&rel, "cluster.etcd_prefix", "coreos.com/network", 14);
+        let err = EtcdNode::from_toml_str(&ETCD_NODE.replace(
+            "etcd_endpoints = [\"http://10.168.0.3:2379\", \"https://10.168.0.4:2379\"]",
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), Some("cluster.etcd_endpoints"));
+    }
+
+    #[test]
+    fn etcd_keys_in_a_static_file_are_refused() {
+        let text =
+            "[node]\nip = \"10.168.0.2/24\"\npod_cidr = \"10.244.0.0/24\"\nuplink = \"ul\"\n\
+                    pod_interfaces = [\"pod\"]\n[dataplane]\nmode = \"host-gw\"\n[cluster]\n\
+                    etcd_endpoints = [\"http://10.168.0.3:2379\"]\n";
+        let err = Config::from_toml_str(text).unwrap_err();
+        assert_eq!(err.field(), Some("cluster.etcd_endpoints"));
+        assert_eq!(err.problem(), Some(&Problem::OnlyForEtcd));
+        assert!(err.to_string().contains("(line 9)"), "{err}");
+        let c = Config::from_toml_str(&text.replace(
+            "etcd_endpoints = [\"http://10.168.0.3:2379\"]",
+            "source = \"static\"",
+        ))
+        .unwrap();
+        assert_eq!(c.cluster, ClusterSource::Static);
+        assert!(EtcdNode::from_toml_str(text.split("[cluster]").next().unwrap()).is_err());
+    }
+
+    #[test]
+    fn vxlan_network_needs_the_vtep_mac_once_known() {
+        let no_mac = ETCD_NODE.replace("vtep_mac = \"0e:00:00:00:00:0a\"\n", "");
+        let node = EtcdNode::from_toml_str(&no_mac).unwrap();
+        assert!(node.complete(&assignment(Mode::HostGw)).is_ok());
+        let err = node.complete(&assignment(Mode::Vxlan)).unwrap_err();
+        assert_eq!(err.field(), Some("vxlan.vtep_mac"));
     }
 }

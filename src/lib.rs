@@ -11,6 +11,7 @@
 //! - [`config`] and [`plan`]: the node's TOML configuration and the resolved plan.
 //! - [`kernel`]: the kernel slow path podfwd installs as flanneld would (VXLAN device,
 //!   neighbours, FDB entries, routes), kept when podfwd stops.
+//! - [`cluster`]: flannel's etcd v3 subnet registry as the source of peers.
 //! - [`cli`]: the `podfwd` command line.
 //! - [`metrics`]: Prometheus metrics over HTTP; [`notify`]: systemd readiness;
 //!   [`build_info`]: what the binary was built from.
@@ -18,6 +19,7 @@
 pub mod afxdp;
 pub mod build_info;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod counters;
