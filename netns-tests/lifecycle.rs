@@ -35,7 +35,7 @@ use podfwd::counters::DropReason;
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use podfwd::wire::checksum::checksum;
 use podfwd::wire::MacAddr;
-use podfwd::xdp::Stat;
+use podfwd::backend::afxdp::xdp::Stat;
 
 use crate::harness::{pid_alive, skip_unless_root, wait_until, Netns};
 

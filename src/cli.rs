@@ -185,17 +185,33 @@ fn cleanup_command(args: CleanupArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `podfwd run`: load, validate and resolve, then hand over to [`run`].
+/// `podfwd run`: load, validate and resolve, then hand over to the control plane; on
+/// SIGHUP the file is read again the same way (and refused with `podfwd check`'s
+/// message when invalid).
 fn run_command(args: RunArgs) -> Result<(), CliError> {
-    let config = Config::load(&args.config)?;
-    let (plan, _) = resolve_plan(&config, Strictness::Run)?;
-    run(plan, args.stats_interval.map(Duration::from_secs))
+    let load = |path: &std::path::Path| -> Result<Plan, CliError> {
+        let config = Config::load(path)?;
+        Ok(resolve_plan(&config, Strictness::Run)?.0)
+    };
+    let plan = load(&args.config)?;
+    let path = args.config.clone();
+    let source = crate::control::source::StaticFile::new(move || {
+        load(&path).map_err(|e| format!("{}: {e}", path.display()))
+    });
+    crate::control::run(
+        &plan,
+        Box::new(source),
+        args.stats_interval.map(Duration::from_secs),
+    )
+    .map_err(|e| CliError::Other(Box::new(e)))
 }
 
-/// Runs the data plane in the foreground until SIGINT or SIGTERM. `stats_interval`:
-/// print counters that often (`None`: never).
+/// Runs the data plane in the foreground until SIGINT or SIGTERM, with the routes of
+/// `plan` (no file to reload). `stats_interval`: print counters that often to stderr
+/// (`None`: never).
 pub fn run(plan: Plan, stats_interval: Option<Duration>) -> Result<(), CliError> {
-    crate::daemon::run(&plan, stats_interval).map_err(|e| CliError::Other(Box::new(e)))
+    crate::control::run(&plan, Box::new(crate::control::source::Fixed), stats_interval)
+        .map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// `podfwd lab`: the embedded demo cluster.

@@ -11,14 +11,18 @@
 //! - [`config`] and [`plan`]: the node's TOML configuration and the resolved plan.
 //! - [`kernel`]: the kernel slow path podfwd installs as flanneld would (VXLAN device,
 //!   neighbours, FDB entries, routes), kept when podfwd stops.
+//! - [`control`]: the node's one control plane (`podfwd run`): route source, FIB writer,
+//!   neighbours, kernel programming, control socket, reloads.
+//! - [`backend`]: the I/O backends behind it, AF_XDP (with the XDP classifier) and TUN.
+//! - [`netlink`]: the kernel's interfaces, neighbours and routes (the one interface
+//!   lookup).
 //! - [`cli`]: the `podfwd` command line.
 
-pub mod afxdp;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod counters;
-pub mod daemon;
 pub mod handoff;
 pub mod kernel;
 pub mod lab;
@@ -29,6 +33,4 @@ pub mod nexthop;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
-pub mod tun;
 pub mod wire;
-pub mod xdp;
