@@ -18,6 +18,8 @@ mod harness_selftest;
 mod kernel;
 mod lifecycle;
 mod neigh;
+mod pinning;
+mod reload;
 mod slowpath;
 mod traffic;
 mod tun;

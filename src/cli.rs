@@ -1,9 +1,9 @@
-//! The `podfwd` command line: `run`, `check`, `lab`, `stats` and `cleanup`.
+//! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `routes` and `cleanup`.
 //!
 //! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
 //! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
-//! as clap does). [`run`], [`lab`] and [`stats`] are the entry points of the parts that
-//! are not built yet.
+//! as clap does). The work is elsewhere: `run` in [`crate::control`], `lab` in
+//! [`crate::lab`], `stats` and `routes` ask a running instance's control socket.
 
 use crate::config::{Backend, Config, ConfigError, Mode};
 use crate::kernel::KernelSpec;
@@ -26,6 +26,7 @@ use std::time::Duration;
     podfwd run --config /etc/podfwd/podfwd.toml --stats-interval 5\n  \
     podfwd lab --mode auto --backend tun\n  \
     podfwd stats --json\n  \
+    podfwd routes\n  \
     podfwd cleanup --config /etc/podfwd/podfwd.toml")]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +43,8 @@ enum Command {
     Lab(LabArgs),
     /// Print the counters of a running instance, read from its control socket.
     Stats(StatsArgs),
+    /// Print the live FIB of a running instance: prefix, next hop, mode, source, since.
+    Routes(StatsArgs),
     /// Remove what podfwd installed in the kernel (its VXLAN device and routes); needs root.
     Cleanup(CleanupArgs),
 }
@@ -51,7 +54,7 @@ struct RunArgs {
     /// The node's config file (TOML; see podfwd.example.toml).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Print counters to stdout every SECS seconds while running (default: never).
+    /// Print counters to stderr every SECS seconds while running (default: never).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     stats_interval: Option<u64>,
 }
@@ -82,7 +85,7 @@ struct LabArgs {
 
 #[derive(Debug, Args)]
 struct StatsArgs {
-    /// Print the counters as one JSON object instead of a table.
+    /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
     /// The running instance's control socket ([control].socket in its config).
@@ -129,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check_command(args),
         Command::Lab(args) => lab(args.mode, args.backend),
         Command::Stats(args) => stats(args.json, args.socket),
+        Command::Routes(args) => routes(args.json, args.socket),
         Command::Cleanup(args) => cleanup_command(args),
     };
     match result {
@@ -195,9 +199,9 @@ fn run_command(args: RunArgs) -> Result<(), CliError> {
     };
     let plan = load(&args.config)?;
     let path = args.config.clone();
-    let source = crate::control::source::StaticFile::new(move || {
-        load(&path).map_err(|e| format!("{}: {e}", path.display()))
-    });
+    // The messages name the file already (as `podfwd check` prints them).
+    let source =
+        crate::control::source::StaticFile::new(move || load(&path).map_err(|e| e.to_string()));
     crate::control::run(
         &plan,
         Box::new(source),
@@ -210,8 +214,12 @@ fn run_command(args: RunArgs) -> Result<(), CliError> {
 /// `plan` (no file to reload). `stats_interval`: print counters that often to stderr
 /// (`None`: never).
 pub fn run(plan: Plan, stats_interval: Option<Duration>) -> Result<(), CliError> {
-    crate::control::run(&plan, Box::new(crate::control::source::Fixed), stats_interval)
-        .map_err(|e| CliError::Other(Box::new(e)))
+    crate::control::run(
+        &plan,
+        Box::new(crate::control::source::Fixed),
+        stats_interval,
+    )
+    .map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// `podfwd lab`: the embedded demo cluster.
@@ -222,6 +230,19 @@ pub fn lab(mode: Mode, backend: Backend) -> Result<(), CliError> {
 /// `podfwd stats`: counters of a running instance.
 pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
     let reply = crate::control::query_stats(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
+    if json {
+        let body =
+            serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;
+        println!("{body}");
+    } else {
+        print!("{}", reply.to_text());
+    }
+    Ok(())
+}
+
+/// `podfwd routes`: the live FIB of a running instance.
+pub fn routes(json: bool, socket: PathBuf) -> Result<(), CliError> {
+    let reply = crate::control::query_routes(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
     if json {
         let body =
             serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;

@@ -199,3 +199,54 @@ impl Workers {
         (total, result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_cannot_be_pinned_fails_naming_its_core_and_never_runs() {
+        // CPU 1000 is below CPU_SETSIZE (1024) and exists on no test machine.
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let mut workers = Workers::default();
+        let err = workers
+            .spawn(
+                "podfwd-test".into(),
+                1000,
+                Arc::new(SharedCounters::default()),
+                move |_| {
+                    r.store(true, Ordering::Relaxed);
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, BackendError::Worker { core: 1000, why } if why.contains("cpu 1000")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("worker on cpu 1000 failed"),
+            "{err}"
+        );
+        assert!(!ran.load(Ordering::Relaxed));
+        assert!(workers.threads.is_empty());
+    }
+
+    #[test]
+    fn pinned_workers_run_until_stopped() {
+        let mut workers = Workers::default();
+        let shared = Arc::new(SharedCounters::default());
+        workers
+            .spawn("podfwd-test".into(), 0, shared, |stop| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(workers.ended(), None);
+        let (_, result) = workers.stop();
+        assert!(result.is_ok());
+    }
+}

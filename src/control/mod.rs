@@ -130,7 +130,11 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(", "),
         plan.dataplane.cores.len().max(1),
-        if plan.dataplane.cores.len() > 1 { "s" } else { "" },
+        if plan.dataplane.cores.len() > 1 {
+            "s"
+        } else {
+            ""
+        },
         backend.kind(),
         plan.dataplane.mode,
         control.path().display()
@@ -202,7 +206,11 @@ impl Node {
         // up: the slow path, and the classifier that asks the kernel's FIB, would stay
         // without a route. So when the uplink is up again the kernel is programmed again
         // (idempotent), and its next hops are resolved again.
-        let uplink = self.plan.ports.iter().position(|p| p.role == PortRole::Uplink);
+        let uplink = self
+            .plan
+            .ports
+            .iter()
+            .position(|p| p.role == PortRole::Uplink);
         let mut uplink_up = true;
         let mut last_link_check = Instant::now();
         let mut last_print = (Instant::now(), Counters::default());

@@ -36,7 +36,11 @@ pub struct Neighbours {
 
 impl Neighbours {
     /// Opens the monitor and loads the kernel's current table into `fib`.
-    pub fn open(ports: &Ports, fib: &mut FibWriter, plan: &Plan) -> Result<Neighbours, super::RunError> {
+    pub fn open(
+        ports: &Ports,
+        fib: &mut FibWriter,
+        plan: &Plan,
+    ) -> Result<Neighbours, super::RunError> {
         let mut n = Neighbours {
             monitor: NeighbourMonitor::new()?,
             port_of_ifindex: ports

@@ -19,7 +19,11 @@ pub struct NotLive {
 /// Checks that `new` differs from the running `old` only in what can be applied live (the
 /// peers and their routes); the first other difference is the error.
 pub fn check_live(old: &Plan, new: &Plan) -> Result<(), NotLive> {
-    fn same<T: PartialEq + std::fmt::Debug>(key: &'static str, a: &T, b: &T) -> Result<(), NotLive> {
+    fn same<T: PartialEq + std::fmt::Debug>(
+        key: &'static str,
+        a: &T,
+        b: &T,
+    ) -> Result<(), NotLive> {
         if a == b {
             Ok(())
         } else {
@@ -32,7 +36,11 @@ pub fn check_live(old: &Plan, new: &Plan) -> Result<(), NotLive> {
     }
     let (o, n) = (&old.node, &new.node);
     same("node.ip", &o.ip, &n.ip)?;
-    same("node.ip (its prefix length: the uplink subnet)", &o.subnet, &n.subnet)?;
+    same(
+        "node.ip (its prefix length: the uplink subnet)",
+        &o.subnet,
+        &n.subnet,
+    )?;
     same("node.pod_cidr", &o.pod_cidr, &n.pod_cidr)?;
     same("node.uplink", &o.uplink, &n.uplink)?;
     same("node.gateway", &o.gateway, &n.gateway)?;
@@ -49,14 +57,26 @@ pub fn check_live(old: &Plan, new: &Plan) -> Result<(), NotLive> {
     same("dataplane.batch_size", &o.batch_size, &n.batch_size)?;
     same("dataplane.rx_ring_size", &o.rx_ring_size, &n.rx_ring_size)?;
     same("dataplane.tx_ring_size", &o.tx_ring_size, &n.tx_ring_size)?;
-    same("dataplane.fill_ring_size", &o.fill_ring_size, &n.fill_ring_size)?;
-    same("dataplane.comp_ring_size", &o.comp_ring_size, &n.comp_ring_size)?;
+    same(
+        "dataplane.fill_ring_size",
+        &o.fill_ring_size,
+        &n.fill_ring_size,
+    )?;
+    same(
+        "dataplane.comp_ring_size",
+        &o.comp_ring_size,
+        &n.comp_ring_size,
+    )?;
     same("dataplane.frame_count", &o.frame_count, &n.frame_count)?;
     same("dataplane.busy_poll", &o.busy_poll, &n.busy_poll)?;
     // Both must be equal for the whole struct to be (new fields are caught below).
     same("dataplane", o, n)?;
     same("control.socket", &old.control.socket, &new.control.socket)?;
-    same("control.bpf_pin_dir", &old.control.bpf_pin_dir, &new.control.bpf_pin_dir)?;
+    same(
+        "control.bpf_pin_dir",
+        &old.control.bpf_pin_dir,
+        &new.control.bpf_pin_dir,
+    )?;
     same("control", &old.control, &new.control)?;
     same("tun.name", &old.tun.name, &new.tun.name)?;
     same("tun.offload", &old.tun.offload, &new.tun.offload)?;
@@ -110,10 +130,17 @@ vtep_mac = "0e:00:00:00:00:0b"
 
     #[test]
     fn changed_cores_are_refused_naming_the_key() {
-        let e = check_live(&plan(BASE), &plan(&BASE.replace("cores = [1]", "cores = [0]")))
-            .unwrap_err();
+        let e = check_live(
+            &plan(BASE),
+            &plan(&BASE.replace("cores = [1]", "cores = [0]")),
+        )
+        .unwrap_err();
         assert_eq!(e.key, "dataplane.cores");
-        assert!(e.to_string().contains("dataplane.cores changed ([1] -> [0])"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("dataplane.cores changed ([1] -> [0])"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -123,7 +150,11 @@ vtep_mac = "0e:00:00:00:00:0b"
             ("\"veth-pod\"", "\"veth-pod2\"", "node.pod_interfaces"),
             ("uplink = \"eth0\"", "uplink = \"eth1\"", "node.uplink"),
             ("mode = \"vxlan\"", "mode = \"host-gw\"", "dataplane.mode"),
-            ("ip = \"10.168.0.2/24\"", "ip = \"10.168.0.5/24\"", "node.ip"),
+            (
+                "ip = \"10.168.0.2/24\"",
+                "ip = \"10.168.0.5/24\"",
+                "node.ip",
+            ),
         ] {
             let e = check_live(&old, &plan(&BASE.replace(from, to))).unwrap_err();
             assert_eq!(e.key, key);

@@ -206,7 +206,9 @@ mod tests {
         let b = route("10.244.1.0/24", vxlan(3));
         let c = route("10.244.2.0/24", vxlan(4));
         let mut d = RouteDiff::default();
-        table.upsert(&mut fib, &[own, b, c], "static", &mut d).unwrap();
+        table
+            .upsert(&mut fib, &[own, b, c], "static", &mut d)
+            .unwrap();
         assert_eq!(d.added.len(), 3);
         let before = table.reply(&[]).routes;
 
@@ -255,11 +257,19 @@ mod tests {
             .unwrap();
         let r = table.reply(&["eth0".into(), "veth-pod".into()]).routes;
         assert_eq!(
-            (r[0].mode.as_str(), r[0].dev.as_deref(), r[0].next_hop.as_deref()),
+            (
+                r[0].mode.as_str(),
+                r[0].dev.as_deref(),
+                r[0].next_hop.as_deref()
+            ),
             ("connected", Some("veth-pod"), None)
         );
         assert_eq!(
-            (r[1].mode.as_str(), r[1].dev.as_deref(), r[1].next_hop.as_deref()),
+            (
+                r[1].mode.as_str(),
+                r[1].dev.as_deref(),
+                r[1].next_hop.as_deref()
+            ),
             ("host-gw", Some("eth0"), Some("10.168.0.3"))
         );
         assert_eq!(r[2].mode, "vxlan");

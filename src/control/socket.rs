@@ -438,10 +438,7 @@ mod tests {
             (routes, bad)
         });
         let (routes, bad) = loop {
-            server.serve_pending(
-                || StatsReply::new(Duration::ZERO, &[]),
-                || reply.clone(),
-            );
+            server.serve_pending(|| StatsReply::new(Duration::ZERO, &[]), || reply.clone());
             if client.is_finished() {
                 break client.join().unwrap();
             }
@@ -456,6 +453,9 @@ mod tests {
             "{text}"
         );
         let e = bad.unwrap_err().to_string();
-        assert!(e.contains("unknown request \\\"nonsense\\\"; try stats or routes"), "{e}");
+        assert!(
+            e.contains("unknown request \\\"nonsense\\\"; try stats or routes"),
+            "{e}"
+        );
     }
 }

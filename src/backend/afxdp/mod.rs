@@ -89,10 +89,7 @@ impl AfXdp {
     /// Writes the node settings and the `ports` map into every classifier.
     fn push_ports(&self) {
         for c in &self.classifiers {
-            if let Err(e) = c
-                .set_settings(&self.settings)
-                .and(c.set_ports(&self.kinds))
-            {
+            if let Err(e) = c.set_settings(&self.settings).and(c.set_ports(&self.kinds)) {
                 eprintln!("podfwd: warning: updating the classifier: {e}");
             }
         }

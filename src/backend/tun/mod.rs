@@ -71,7 +71,6 @@ pub enum TunError {
     Netlink(#[from] netlink::NetlinkError),
 }
 
-
 /// The TUN data path of one node.
 pub struct TunBackend {
     ports: Ports,
@@ -96,9 +95,7 @@ impl TunBackend {
         if !uplink.up {
             eprintln!("podfwd: warning: interface {} is down", uplink.name);
         }
-        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-            .is_ok_and(|s| s.trim() == "0")
-        {
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "0") {
             eprintln!(
                 "podfwd: warning: net.ipv4.ip_forward = 0: the TUN backend needs the kernel to \
                  route pods into the TUN device (and, in host-gw mode, to deliver received packets)"

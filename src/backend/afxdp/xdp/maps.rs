@@ -41,7 +41,6 @@ pub(super) const F_OWN_MAC_ONLY: u32 = 1 << 3;
 pub(super) const F_KERNEL_FIB: u32 = 1 << 4;
 pub(super) const F_CONNTRACK: u32 = 1 << 5;
 
-
 // ---------------------------------------------------------------------------------------
 // Roles and settings
 // ---------------------------------------------------------------------------------------
@@ -224,7 +223,12 @@ pub fn peer_subnets(plan: &Plan) -> Vec<Ipv4Net> {
 }
 
 /// The bytes of `struct podfwd_config`.
-pub(super) fn config_bytes(role: Role, s: &Settings, own: &Ownership, mac: [u8; 6]) -> [u8; CONFIG_SIZE] {
+pub(super) fn config_bytes(
+    role: Role,
+    s: &Settings,
+    own: &Ownership,
+    mac: [u8; 6],
+) -> [u8; CONFIG_SIZE] {
     let net = s.pod_cidr.trunc();
     let mut b = [0u8; CONFIG_SIZE];
     b[0..4].copy_from_slice(&role.code().to_ne_bytes());
@@ -274,4 +278,3 @@ pub(super) fn route_from_key(k: &[u8]) -> Option<Ipv4Net> {
     let addr: [u8; 4] = k.get(4..8)?.try_into().ok()?;
     Ipv4Net::new(Ipv4Addr::from(addr), u8::try_from(len).ok()?).ok()
 }
-

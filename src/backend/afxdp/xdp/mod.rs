@@ -24,8 +24,7 @@ mod tests;
 
 pub use attach::{attached_programs, AttachMode, AttachedProgram};
 pub use maps::{
-    peer_subnets, Ownership, PortKind, Role, Settings, MAX_PORTS, MAX_QUEUES, MAX_ROUTES,
-    MAX_VTEPS,
+    peer_subnets, Ownership, PortKind, Role, Settings, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_VTEPS,
 };
 pub use object::{OWN_PROGRAM_NAMES, PROGRAM_NAME};
 pub use stats::{ClassifierStats, Stat};
@@ -288,7 +287,6 @@ impl Classifier {
             .map_err(|e| bpf_error("reading the program id", &self.iface, e))
     }
 
-
     /// The node's addresses and the ownership rules now in the `config` map.
     pub fn config(&self) -> Result<(Settings, Ownership), XdpError> {
         let value = self
@@ -480,7 +478,6 @@ impl Classifier {
             )),
         }
     }
-
 
     /// Pins the four maps under `dir/<iface>/` for `bpftool map dump pinned ...`.
     /// Debugging only: the data path needs no pins. The pins are removed on drop, but a

@@ -163,7 +163,6 @@ impl Index<Stat> for ClassifierStats {
     }
 }
 
-
 impl Classifier {
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> Result<ClassifierStats, XdpError> {

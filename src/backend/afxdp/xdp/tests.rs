@@ -4,8 +4,8 @@
 use super::*;
 use crate::config::{Config, Mode};
 use crate::plan::{Plan, PortRole};
-use std::os::fd::AsRawFd;
 use std::io::Write as _;
+use std::os::fd::AsRawFd;
 
 static REJECT_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
     env!("OUT_DIR"),
