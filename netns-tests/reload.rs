@@ -1,8 +1,9 @@
 //! `podfwd routes` and SIGHUP reloads against running instances, on both backends.
 //!
-//! Node A runs podfwd; node B is a flannel-style kernel VXLAN node that also serves a
-//! second pod subnet, 10.244.2.0/24 (pod B carries 10.244.2.5), behind a second underlay
-//! address 10.168.0.4: "peer C". Node A starts with peer B only; the test rewrites its
+//! Node A runs podfwd in host-gw mode; node B is a flannel-style kernel host-gw node that
+//! also serves a second pod subnet, 10.244.2.0/24 (pod B carries 10.244.2.5), behind a
+//! second underlay address 10.168.0.4: "peer C" (host-gw: a VXLAN peer C would need a
+//! VTEP of its own, and one kernel node has one per VNI). Node A starts with peer B only; the test rewrites its
 //! config file and sends SIGHUP: peer C added (reachable), peer C removed (route gone),
 //! an invalid file (refused with `podfwd check`'s message, B keeps its route), a change
 //! that cannot be applied live (refused naming the key). A ping flow to pod B runs across
@@ -19,10 +20,14 @@ const C_POD_IP: &str = "10.244.2.5";
 const C_POD_CIDR: &str = "10.244.2.0/24";
 const C_NODE_IP: &str = "10.168.0.4";
 
-fn cluster(tag: &str, backend: Backend) -> Cluster {
+fn cluster(tag: &str, backend: Backend, mode: Mode) -> Cluster {
+    let b = match mode {
+        Mode::HostGw => NodeKind::KernelHostGw,
+        _ => NodeKind::KernelVxlan,
+    };
     let spec = ClusterSpec {
-        mode: Mode::Vxlan,
-        nodes: [NodeKind::Podfwd, NodeKind::KernelVxlan],
+        mode,
+        nodes: [NodeKind::Podfwd, b],
         ..ClusterSpec::default()
     };
     let c = started_cluster(tag, spec, backend);
@@ -51,9 +56,8 @@ fn has_route(c: &Cluster, prefix: &str) -> bool {
 
 fn with_peer_c(c: &Cluster) -> String {
     format!(
-        "{}\n[[peers]]\npod_cidr = \"{C_POD_CIDR}\"\nnode_ip = \"{C_NODE_IP}\"\nvtep_mac = \"{}\"\n",
+        "{}\n[[peers]]\npod_cidr = \"{C_POD_CIDR}\"\nnode_ip = \"{C_NODE_IP}\"\n",
         c.config_toml(0),
-        SIDES[1].vtep_mac
     )
 }
 
@@ -79,7 +83,7 @@ fn ping_c_ok(c: &Cluster) -> bool {
 }
 
 fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
-    let c = cluster(tag, backend);
+    let c = cluster(tag, backend, Mode::HostGw);
     ping_ok(&c, 0, 2);
     assert!(
         !ping_c_ok(&c),
@@ -147,6 +151,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
         let log = std::fs::read_to_string(c.log_path(0)).unwrap();
         assert!(log.contains("dataplane.queues changed"), "{log}");
 
+        assert!(!flow.is_finished(), "the flow must span every reload");
         flow.join().unwrap()
     });
     assert!(
@@ -161,6 +166,24 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
         st.total["rx"] > rx_before,
         "the workers kept counting: {:?}",
         st.total
+    );
+
+    // Peer C once more, with no other traffic: podfwd itself carries it (not only the
+    // kernel slow path, which has the route too on an AF_XDP node).
+    reload(&c, &with_peer_c(&c), "podfwd: reloaded");
+    assert!(harness::wait_until(Duration::from_secs(5), || ping_c_ok(
+        &c
+    )));
+    let forwarded = c.stats(0).unwrap().total["forwarded"];
+    let out = c.pods[0]
+        .exec(&["ping", "-c", "5", "-i", "0.1", "-W", "1", C_POD_IP])
+        .expect("ping pod C");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 received"));
+    let carried = c.stats(0).unwrap().total["forwarded"] - forwarded;
+    assert!(
+        carried >= 5,
+        "podfwd forwarded {carried} of pod C's pings\n{}",
+        c.logs()
     );
     let log = std::fs::read_to_string(c.log_path(0)).unwrap();
     assert!(!log.contains("stopped after"), "{log}");
@@ -181,7 +204,7 @@ fn tun_sighup_adds_and_removes_peers_live_and_refuses_bad_files() {
 #[test]
 fn routes_shows_the_live_fib_as_a_table_and_as_json() {
     skip_unless_root!();
-    let c = cluster("rlrts", Backend::AfXdp);
+    let c = cluster("rlrts", Backend::AfXdp, Mode::Vxlan);
     let sock = c.socket_path(0).display().to_string();
     let out = std::process::Command::new(exe())
         .args(["routes", "--json", "--socket", &sock])
