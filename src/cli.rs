@@ -10,7 +10,6 @@ use crate::kernel::KernelSpec;
 use crate::plan::{Plan, PlanError};
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv4Net;
-use std::ffi::{CStr, CString};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -313,69 +312,21 @@ pub enum UplinkSubnet {
     AddressNotAssigned { addresses: Vec<Ipv4Net> },
 }
 
-/// Reads the subnet of `node_ip` on interface `uplink` from the kernel (getifaddrs).
+/// Reads the subnet of `node_ip` on interface `uplink` from the kernel (the one
+/// interface lookup, [`crate::netlink::interface`]).
 pub fn read_uplink_subnet(uplink: &str, node_ip: Ipv4Addr) -> io::Result<UplinkSubnet> {
-    let Ok(c_name) = CString::new(uplink) else {
-        return Ok(UplinkSubnet::InterfaceNotFound);
+    use crate::netlink::NetlinkError;
+    let addresses = match crate::netlink::interface(uplink) {
+        Ok(i) => i.ipv4,
+        Err(NetlinkError::NoSuchInterface(_) | NetlinkError::InvalidInterfaceName(_)) => {
+            return Ok(UplinkSubnet::InterfaceNotFound)
+        }
+        Err(e) => return Err(io::Error::other(e)),
     };
-    // SAFETY: c_name is a valid NUL-terminated string; if_nametoindex only reads it.
-    if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENODEV) | Some(libc::ENXIO) => Ok(UplinkSubnet::InterfaceNotFound),
-            _ => Err(err),
-        };
-    }
-    let addresses = interface_ipv4_addresses(uplink)?;
     Ok(match addresses.iter().find(|a| a.addr() == node_ip) {
         Some(a) => UplinkSubnet::Found(a.trunc()),
         None => UplinkSubnet::AddressNotAssigned { addresses },
     })
-}
-
-/// The IPv4 addresses (with prefix lengths) of one interface.
-fn interface_ipv4_addresses(name: &str) -> io::Result<Vec<Ipv4Net>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: on success getifaddrs stores a list we own in `head`, freed below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned; it is freed only after
-        // the loop.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        if unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != name.as_bytes() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr at least as long as its family says.
-        if i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: both are AF_INET addresses (the netmask shares the address's family),
-        // so they are sockaddr_in; read_unaligned because the list gives no alignment
-        // guarantee beyond sockaddr's.
-        let (addr, mask) = unsafe {
-            (
-                std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in),
-                std::ptr::read_unaligned(ifa.ifa_netmask as *const libc::sockaddr_in),
-            )
-        };
-        let addr = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-        let mask = Ipv4Addr::from(u32::from_be(mask.sin_addr.s_addr));
-        if let Ok(net) = Ipv4Net::with_netmask(addr, mask) {
-            out.push(net);
-        }
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(out)
 }
 
 #[cfg(test)]
