@@ -328,7 +328,11 @@ impl Node {
                 diff.changed.len(),
                 diff.removed.len()
             ),
-            Err(e) => eprintln!("podfwd: warning: applying the reloaded routes: {e}"),
+            // The route table knows what reached the FIB: the next reload diffs from there.
+            Err(e) => {
+                eprintln!("podfwd: warning: applying the reloaded routes: {e}");
+                return;
+            }
         }
         self.plan = new;
     }
