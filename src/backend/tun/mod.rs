@@ -24,6 +24,7 @@
 pub mod device;
 pub mod frame;
 pub mod offload;
+pub mod sockets;
 pub mod worker;
 
 use super::{Backend, BackendError, Ports, Workers};
@@ -34,8 +35,9 @@ use crate::netlink::{self, Interface};
 use crate::pipeline::{Fib, NodeParams, Pipeline, PortInfo};
 use crate::plan::Plan;
 use crate::wire::{vxlan, MacAddr};
-use device::{PacketSocket, TunDevice};
+use device::TunDevice;
 use ipnet::Ipv4Net;
+use sockets::PacketSocket;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -124,15 +126,15 @@ impl TunBackend {
             let mut gro = false;
             if mode.uses_vxlan() {
                 let addr = SocketAddrV4::new(plan.node.ip, plan.node.vxlan_port);
-                let s = device::bind_udp(addr, cores.len() > 1)
+                let s = sockets::bind_udp(addr, cores.len() > 1)
                     .map_err(|source| TunError::Bind { addr, source })?;
                 // Bursts of a whole TCP window arrive faster than one batch loop drains them.
-                if let Err(e) = device::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
+                if let Err(e) = sockets::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
                     eprintln!("podfwd: warning: VXLAN socket {addr} buffers: {e}");
                 }
                 // Per socket: each worker must read its own socket the way it was set up.
                 if plan.tun.offload {
-                    match device::set_udp_gro(s.as_raw_fd()) {
+                    match sockets::set_udp_gro(s.as_raw_fd()) {
                         Ok(()) => gro = true,
                         Err(e) => eprintln!(
                             "podfwd: warning: UDP_GRO refused on the VXLAN socket ({e}); \
@@ -145,7 +147,7 @@ impl TunBackend {
             let mut packet = None;
             if mode != Mode::Vxlan {
                 let p = PacketSocket::bind(&uplink.name, uplink.index)?;
-                if let Err(e) = device::set_socket_buffers(p.fd(), SOCKET_BUFFER) {
+                if let Err(e) = sockets::set_socket_buffers(p.fd(), SOCKET_BUFFER) {
                     eprintln!("podfwd: warning: AF_PACKET socket buffers: {e}");
                 }
                 packet = Some(p);
