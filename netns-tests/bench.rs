@@ -32,7 +32,8 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
     }
     let out_dir = std::env::temp_dir().join(format!("podfwd-bench-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_podfwd-bench"))
+    let bench = bench_exe();
+    let out = Command::new(&bench)
         .args([
             "run",
             "--quick",
@@ -207,4 +208,16 @@ fn check_png(path: &Path) {
         path.display(),
         b.len()
     );
+}
+
+/// The podfwd-bench binary: a workspace member of its own (tools/bench), built beside
+/// podfwd by `cargo build --release --workspace` (or `-p podfwd-bench`).
+fn bench_exe() -> std::path::PathBuf {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_podfwd")).with_file_name("podfwd-bench");
+    assert!(
+        exe.exists(),
+        "{} is missing: build it first with `cargo build --release -p podfwd-bench`",
+        exe.display()
+    );
+    exe
 }

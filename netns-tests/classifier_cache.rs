@@ -10,9 +10,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use podfwd::backend::afxdp::xdp::{Classifier, Ownership, PortKind, Role, Settings, Stat};
 use podfwd::config::Mode;
 use podfwd::netlink;
-use podfwd::xdp::{Classifier, Ownership, PortKind, Role, Settings, Stat};
 
 use crate::harness::{skip_unless_root, veth_pair, Netns};
 use crate::xdp::{ethernet, in_ns, ipv4_udp};

@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::query::{ProgInfoIter, ProgInfoQueryOptions};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use podfwd::backend::afxdp::xdp::Stat;
 use podfwd::config::Mode;
 use podfwd::counters::DropReason;
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use podfwd::wire::checksum::checksum;
 use podfwd::wire::MacAddr;
-use podfwd::xdp::Stat;
 
 use crate::harness::{pid_alive, skip_unless_root, wait_until, Netns};
 

@@ -106,7 +106,7 @@ impl Variant {
             (_, Mode::Vxlan | Mode::Auto) => Some("decapsulated"),
             (Backend::AfXdp, Mode::HostGw) => Some("forwarded"),
             // TUN host-gw: what arrives on the uplink is the kernel's to deliver
-            // (src/tun/mod.rs).
+            // (src/backend/tun/mod.rs).
             _ => None,
         }
     }

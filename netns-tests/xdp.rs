@@ -19,11 +19,11 @@ use std::thread;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use podfwd::config::XdpMode;
-use podfwd::xdp::{
+use podfwd::backend::afxdp::xdp::{
     attached_programs, AttachMode, Classifier, ClassifierStats, Ownership, Role, Settings, Stat,
     XdpError, PROGRAM_NAME,
 };
+use podfwd::config::XdpMode;
 
 use crate::harness::{skip_unless_root, veth_pair, wait_until, Netns};
 
@@ -60,7 +60,10 @@ fn offline(own: Ownership) -> Ownership {
 }
 
 /// Loads the classifier for `iface` with [`offline`] default ownership.
-fn load_offline(iface: &str, role: Role) -> Result<Classifier, podfwd::xdp::XdpError> {
+fn load_offline(
+    iface: &str,
+    role: Role,
+) -> Result<Classifier, podfwd::backend::afxdp::xdp::XdpError> {
     let c = Classifier::load(iface, role, &settings())?;
     c.set_ownership(&offline(Ownership::default()))?;
     Ok(c)

@@ -1,17 +1,16 @@
-//! The `podfwd` command line: `run`, `check`, `lab`, `stats` and `cleanup`, and
+//! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `routes` and `cleanup`, and
 //! `completions` and `man`, generated from the same clap definition.
 //!
 //! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
 //! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
-//! as clap does). [`run`], [`lab`] and [`stats`] are the entry points of the parts that
-//! are not built yet.
+//! as clap does). The work is elsewhere: `run` in [`crate::control`], `lab` in
+//! [`crate::lab`], `stats` and `routes` ask a running instance's control socket.
 
 use crate::config::{Backend, Config, ConfigError, Mode};
 use crate::kernel::KernelSpec;
 use crate::plan::{Plan, PlanError};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ipnet::Ipv4Net;
-use std::ffi::{CStr, CString};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -32,6 +31,7 @@ use std::time::Duration;
     podfwd run --config /etc/podfwd/podfwd.toml --stats-interval 5\n  \
     podfwd lab --mode auto --backend tun\n  \
     podfwd stats --json\n  \
+    podfwd routes\n  \
     podfwd cleanup --config /etc/podfwd/podfwd.toml")]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +48,8 @@ enum Command {
     Lab(LabArgs),
     /// Print the counters of a running instance, read from its control socket.
     Stats(StatsArgs),
+    /// Print the live FIB of a running instance: prefix, next hop, mode, source, since.
+    Routes(StatsArgs),
     /// Remove what podfwd installed in the kernel (its VXLAN device and routes); needs root.
     Cleanup(CleanupArgs),
     /// Print a shell completion script to stdout (e.g. `podfwd completions bash`).
@@ -68,7 +70,7 @@ struct RunArgs {
     /// The node's config file (TOML; see podfwd.example.toml).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Print counters to stdout every SECS seconds while running (default: never).
+    /// Print counters to stderr every SECS seconds while running (default: never).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     stats_interval: Option<u64>,
 }
@@ -99,7 +101,7 @@ struct LabArgs {
 
 #[derive(Debug, Args)]
 struct StatsArgs {
-    /// Print the counters as one JSON object instead of a table.
+    /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
     /// The running instance's control socket ([control].socket in its config).
@@ -146,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check_command(args),
         Command::Lab(args) => lab(args.mode, args.backend),
         Command::Stats(args) => stats(args.json, args.socket),
+        Command::Routes(args) => routes(args.json, args.socket),
         Command::Cleanup(args) => cleanup_command(args),
         Command::Completions(args) => completions(args.shell, &mut io::stdout().lock()),
         Command::Man => man_page(&mut io::stdout().lock()),
@@ -311,17 +314,37 @@ fn cleanup_command(args: CleanupArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `podfwd run`: load, validate and resolve, then hand over to [`run`].
+/// `podfwd run`: load, validate and resolve, then hand over to the control plane; on
+/// SIGHUP the file is read again the same way (and refused with `podfwd check`'s
+/// message when invalid).
 fn run_command(args: RunArgs) -> Result<(), CliError> {
-    let config = Config::load(&args.config)?;
-    let (plan, _) = resolve_plan(&config, Strictness::Run)?;
-    run(plan, args.stats_interval.map(Duration::from_secs))
+    let load = |path: &std::path::Path| -> Result<Plan, CliError> {
+        let config = Config::load(path)?;
+        Ok(resolve_plan(&config, Strictness::Run)?.0)
+    };
+    let plan = load(&args.config)?;
+    let path = args.config.clone();
+    // The messages name the file already (as `podfwd check` prints them).
+    let source =
+        crate::control::source::StaticFile::new(move || load(&path).map_err(|e| e.to_string()));
+    crate::control::run(
+        &plan,
+        Box::new(source),
+        args.stats_interval.map(Duration::from_secs),
+    )
+    .map_err(|e| CliError::Other(Box::new(e)))
 }
 
-/// Runs the data plane in the foreground until SIGINT or SIGTERM. `stats_interval`:
-/// print counters that often (`None`: never).
+/// Runs the data plane in the foreground until SIGINT or SIGTERM, with the routes of
+/// `plan` (no file to reload). `stats_interval`: print counters that often to stderr
+/// (`None`: never).
 pub fn run(plan: Plan, stats_interval: Option<Duration>) -> Result<(), CliError> {
-    crate::daemon::run(&plan, stats_interval).map_err(|e| CliError::Other(Box::new(e)))
+    crate::control::run(
+        &plan,
+        Box::new(crate::control::source::Fixed),
+        stats_interval,
+    )
+    .map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// `podfwd lab`: the embedded demo cluster.
@@ -332,6 +355,19 @@ pub fn lab(mode: Mode, backend: Backend) -> Result<(), CliError> {
 /// `podfwd stats`: counters of a running instance.
 pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
     let reply = crate::control::query_stats(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
+    if json {
+        let body =
+            serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;
+        println!("{body}");
+    } else {
+        print!("{}", reply.to_text());
+    }
+    Ok(())
+}
+
+/// `podfwd routes`: the live FIB of a running instance.
+pub fn routes(json: bool, socket: PathBuf) -> Result<(), CliError> {
+    let reply = crate::control::query_routes(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
     if json {
         let body =
             serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;
@@ -402,69 +438,21 @@ pub enum UplinkSubnet {
     AddressNotAssigned { addresses: Vec<Ipv4Net> },
 }
 
-/// Reads the subnet of `node_ip` on interface `uplink` from the kernel (getifaddrs).
+/// Reads the subnet of `node_ip` on interface `uplink` from the kernel (the one
+/// interface lookup, [`crate::netlink::interface`]).
 pub fn read_uplink_subnet(uplink: &str, node_ip: Ipv4Addr) -> io::Result<UplinkSubnet> {
-    let Ok(c_name) = CString::new(uplink) else {
-        return Ok(UplinkSubnet::InterfaceNotFound);
+    use crate::netlink::NetlinkError;
+    let addresses = match crate::netlink::interface(uplink) {
+        Ok(i) => i.ipv4,
+        Err(NetlinkError::NoSuchInterface(_) | NetlinkError::InvalidInterfaceName(_)) => {
+            return Ok(UplinkSubnet::InterfaceNotFound)
+        }
+        Err(e) => return Err(io::Error::other(e)),
     };
-    // SAFETY: c_name is a valid NUL-terminated string; if_nametoindex only reads it.
-    if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENODEV) | Some(libc::ENXIO) => Ok(UplinkSubnet::InterfaceNotFound),
-            _ => Err(err),
-        };
-    }
-    let addresses = interface_ipv4_addresses(uplink)?;
     Ok(match addresses.iter().find(|a| a.addr() == node_ip) {
         Some(a) => UplinkSubnet::Found(a.trunc()),
         None => UplinkSubnet::AddressNotAssigned { addresses },
     })
-}
-
-/// The IPv4 addresses (with prefix lengths) of one interface.
-fn interface_ipv4_addresses(name: &str) -> io::Result<Vec<Ipv4Net>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: on success getifaddrs stores a list we own in `head`, freed below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned; it is freed only after
-        // the loop.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        if unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != name.as_bytes() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr at least as long as its family says.
-        if i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: both are AF_INET addresses (the netmask shares the address's family),
-        // so they are sockaddr_in; read_unaligned because the list gives no alignment
-        // guarantee beyond sockaddr's.
-        let (addr, mask) = unsafe {
-            (
-                std::ptr::read_unaligned(ifa.ifa_addr as *const libc::sockaddr_in),
-                std::ptr::read_unaligned(ifa.ifa_netmask as *const libc::sockaddr_in),
-            )
-        };
-        let addr = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-        let mask = Ipv4Addr::from(u32::from_be(mask.sin_addr.s_addr));
-        if let Ok(net) = Ipv4Net::with_netmask(addr, mask) {
-            out.push(net);
-        }
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    Ok(out)
 }
 
 #[cfg(test)]

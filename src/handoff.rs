@@ -15,8 +15,8 @@
 //! elsewhere): [`Handoff::open`] sets its own `rp_filter` to 0 and warns when
 //! `net.ipv4.conf.all.rp_filter` is strict, since the kernel uses the larger value.
 
-use crate::tun::device::TunDevice;
-use crate::tun::TunError;
+use crate::backend::tun::device::TunDevice;
+use crate::backend::tun::TunError;
 use std::io;
 use std::os::fd::RawFd;
 

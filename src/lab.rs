@@ -338,6 +338,12 @@ impl Cluster {
         self.dir.join(format!("node{i}.log"))
     }
 
+    /// Where node `i`'s config file is written when podfwd starts (a test may rewrite
+    /// it and send SIGHUP).
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{i}.toml"))
+    }
+
     /// The podfwd configuration of node `i`.
     pub fn config_toml(&self, i: usize) -> String {
         let (me, peer) = (&SIDES[i], &SIDES[1 - i]);
@@ -396,7 +402,7 @@ vtep_mac = "{peer_vtep}"
     /// Starts `podfwd run` (the binary at `exe`) in node `i` and waits until its control
     /// socket answers.
     pub fn start_podfwd(&mut self, i: usize, exe: &Path) -> Result<u32, LabError> {
-        let cfg = self.dir.join(format!("node{i}.toml"));
+        let cfg = self.config_path(i);
         std::fs::write(&cfg, self.config_toml(i))?;
         let exe = exe.display().to_string();
         let cfg = cfg.display().to_string();

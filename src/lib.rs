@@ -12,18 +12,22 @@
 //! - [`kernel`]: the kernel slow path podfwd installs as flanneld would (VXLAN device,
 //!   neighbours, FDB entries, routes), kept when podfwd stops.
 //! - [`cluster`]: flannel's etcd v3 subnet registry as the source of peers.
+//! - [`control`]: the node's one control plane (`podfwd run`): route source, FIB writer,
+//!   neighbours, kernel programming, control socket, reloads.
+//! - [`backend`]: the I/O backends behind it, AF_XDP (with the XDP classifier) and TUN.
+//! - [`netlink`]: the kernel's interfaces, neighbours and routes (the one interface
+//!   lookup).
 //! - [`cli`]: the `podfwd` command line.
 //! - [`metrics`]: Prometheus metrics over HTTP; [`notify`]: systemd readiness;
 //!   [`build_info`]: what the binary was built from.
 
-pub mod afxdp;
+pub mod backend;
 pub mod build_info;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod counters;
-pub mod daemon;
 pub mod handoff;
 pub mod kernel;
 pub mod lab;
@@ -36,6 +40,4 @@ pub mod notify;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
-pub mod tun;
 pub mod wire;
-pub mod xdp;

@@ -509,7 +509,7 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xdp::Stat;
+    use crate::backend::afxdp::xdp::Stat;
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::process::{Command, Stdio};

@@ -125,7 +125,7 @@ fn help_lists_the_subcommands_and_explains_their_options() {
     let out = podfwd(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for sub in ["run", "check", "lab", "stats", "cleanup"] {
+    for sub in ["run", "check", "lab", "stats", "routes", "cleanup"] {
         assert!(
             help.contains(&format!("  {sub} ")),
             "{sub} missing from:\n{help}"
@@ -139,6 +139,7 @@ fn help_lists_the_subcommands_and_explains_their_options() {
             &["--mode <MODE>", "--backend <BACKEND>", "host-gw", "afxdp"][..],
         ),
         ("stats", &["--json", "--socket <PATH>"][..]),
+        ("routes", &["--json", "--socket <PATH>"][..]),
         ("cleanup", &["--config <FILE>"][..]),
     ] {
         let out = podfwd(&[sub, "--help"]);
@@ -158,6 +159,42 @@ fn run_without_a_config_is_a_usage_error() {
     let out = podfwd(&["run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--config <FILE>"));
+}
+
+#[test]
+fn routes_without_a_running_instance_fails_with_a_clear_message() {
+    for args in [
+        &["routes", "--socket", "/nonexistent/podfwd.sock"][..],
+        &["routes", "--json", "--socket", "/nonexistent/podfwd.sock"][..],
+    ] {
+        let out = podfwd(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("podfwd: error: control socket /nonexistent/podfwd.sock: ")
+                && stderr.contains("no podfwd is running"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn routes_with_an_unknown_option_is_a_usage_error() {
+    let out = podfwd(&["routes", "--table"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--table"));
+}
+
+#[test]
+fn stats_interval_help_says_the_line_goes_to_stderr() {
+    let out = podfwd(&["run", "--help"]);
+    let help = text(&out.stdout);
+    assert!(help.contains("every SECS seconds"), "{help}");
+    assert!(
+        help.contains("to stderr") && !help.contains("to stdout"),
+        "{help}"
+    );
 }
 
 #[test]

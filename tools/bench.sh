@@ -10,5 +10,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --bin podfwd --bin podfwd-bench
+cargo build --release -p podfwd -p podfwd-bench --bins
 exec ./target/release/podfwd-bench run "$@"

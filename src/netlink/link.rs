@@ -1,5 +1,6 @@
 //! Interface information: `RTM_GETLINK` for one link, `RTM_GETADDR` for its IPv4
-//! addresses.
+//! addresses. The one interface lookup of podfwd: the control loop, the XDP classifier
+//! and `podfwd check` all ask here.
 
 use super::socket::{attrs, c_string, u32_at, RawMsg, RtSocket, RTM_NEWADDR, RTM_NEWLINK};
 use super::{NetlinkError, Result};
@@ -32,6 +33,8 @@ pub struct Interface {
     /// The hardware address; [`MacAddr::ZERO`] for devices without a 6-byte one
     /// (TUN, loopback has zeros anyway).
     pub mac: MacAddr,
+    /// The ARPHRD link type (`ifi_type`): 1 for Ethernet (veth included), 65534 for TUN.
+    pub hw_type: u16,
     pub mtu: u32,
     /// IPv4 addresses with their prefix lengths, in the kernel's order (primary first).
     pub ipv4: Vec<Ipv4Net>,
@@ -110,12 +113,14 @@ pub(crate) fn parse_link(m: &RawMsg<'_>) -> Result<Interface> {
             p.len()
         )));
     }
+    let hw_type = u16::from_ne_bytes([p[2], p[3]]);
     let index = u32_at(p, 4).unwrap_or(0);
     let flags = u32_at(p, 8).unwrap_or(0);
     let mut iface = Interface {
         index,
         name: String::new(),
         mac: MacAddr::ZERO,
+        hw_type,
         mtu: 0,
         ipv4: Vec::new(),
         up: flags & IFF_UP != 0,

@@ -1,11 +1,13 @@
-//! The control socket: a Unix stream socket (mode 0600) where `podfwd stats` asks a
-//! running instance for its counters.
+//! The control socket: a Unix stream socket (mode 0600) where `podfwd stats` and
+//! `podfwd routes` ask a running instance for its counters and its live FIB.
 //!
-//! Protocol: the client sends one line, `stats\n`; the server answers with one JSON
-//! object and closes. The server side is polled by the control thread (non-blocking
+//! Protocol: the client sends one line, `stats\n` or `routes\n`; the server answers with
+//! one JSON object ([`StatsReply`], [`RoutesReply`]) and closes. An unknown request gets
+//! `{"error": "..."}`. The server side is polled by the control thread (non-blocking
 //! accept), so it needs no thread of its own.
 
 use crate::counters::Counters;
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -34,6 +36,76 @@ pub struct StatsReply {
 pub struct WorkerStats {
     pub core: usize,
     pub counters: BTreeMap<String, u64>,
+}
+
+/// The live FIB of a running instance, as sent over the socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutesReply {
+    /// By prefix.
+    pub routes: Vec<RouteRow>,
+}
+
+/// One route of the FIB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRow {
+    pub prefix: Ipv4Net,
+    /// `host-gw`, `vxlan`, `connected`, `local` or `drop`.
+    pub mode: String,
+    /// The gateway (host-gw) or the peer node (vxlan); none for connected and local.
+    pub next_hop: Option<String>,
+    /// The interface the route leaves by (host-gw, connected).
+    pub dev: Option<String>,
+    /// The peer's VTEP MAC (vxlan).
+    pub vtep_mac: Option<String>,
+    /// Where the route came from: `static` (the config file), later `etcd`.
+    pub source: String,
+    /// When the route last changed: seconds since the Unix epoch, and as RFC 3339 (UTC).
+    pub since_unix: u64,
+    pub since: String,
+}
+
+impl RoutesReply {
+    /// A table: prefix, next hop, device, mode, source, since.
+    pub fn to_text(&self) -> String {
+        let rows: Vec<[String; 6]> = self
+            .routes
+            .iter()
+            .map(|r| {
+                [
+                    r.prefix.to_string(),
+                    r.next_hop.clone().unwrap_or_else(|| "-".into()),
+                    r.dev.clone().unwrap_or_else(|| "-".into()),
+                    r.mode.clone(),
+                    r.source.clone(),
+                    r.since.clone(),
+                ]
+            })
+            .collect();
+        let head = ["PREFIX", "NEXT HOP", "DEV", "MODE", "SOURCE", "SINCE"];
+        let mut width = head.map(str::len);
+        for row in &rows {
+            for (w, c) in width.iter_mut().zip(row) {
+                *w = (*w).max(c.len());
+            }
+        }
+        let line = |cells: [&str; 6]| {
+            let mut l = String::new();
+            for (i, (c, w)) in cells.iter().zip(width).enumerate() {
+                if i + 1 == cells.len() {
+                    l.push_str(c);
+                } else {
+                    l.push_str(&format!("{c:<w$}  "));
+                }
+            }
+            l.push('\n');
+            l
+        };
+        let mut s = line(head);
+        for row in &rows {
+            s.push_str(&line(row.each_ref().map(String::as_str)));
+        }
+        s
+    }
 }
 
 impl StatsReply {
@@ -113,7 +185,7 @@ impl StatsReply {
 /// One interface's classifier counters (by name, as in [`StatsReply::classifier`]) split
 /// into frames given to podfwd's workers (`redirected`) and frames the kernel got (every
 /// `pass_*`, and owned frames without a socket, `no_socket`): what
-/// `crate::xdp::ClassifierStats::to_kernel` computes from the map itself.
+/// `crate::backend::afxdp::xdp::ClassifierStats::to_kernel` computes from the map itself.
 pub fn classifier_split(counters: &BTreeMap<String, u64>) -> (u64, u64) {
     let mut split = (0, 0);
     for (k, v) in counters {
@@ -179,8 +251,9 @@ impl ControlServer {
         &self.path
     }
 
-    /// Answers every pending client (non-blocking); `stats` builds the reply.
-    pub fn serve_pending(&self, stats: impl Fn() -> StatsReply) {
+    /// Answers every pending client (non-blocking); `stats` and `routes` build the
+    /// replies.
+    pub fn serve_pending(&self, stats: impl Fn() -> StatsReply, routes: impl Fn() -> RoutesReply) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -188,7 +261,7 @@ impl ControlServer {
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
                     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                    let _ = Self::answer(stream, &stats);
+                    let _ = Self::answer(stream, &stats, &routes);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
@@ -196,7 +269,11 @@ impl ControlServer {
         }
     }
 
-    fn answer(stream: UnixStream, stats: &impl Fn() -> StatsReply) -> io::Result<()> {
+    fn answer(
+        stream: UnixStream,
+        stats: &impl Fn() -> StatsReply,
+        routes: &impl Fn() -> RoutesReply,
+    ) -> io::Result<()> {
         let mut line = String::new();
         BufReader::new(&stream).read_line(&mut line)?;
         let mut w = &stream;
@@ -205,7 +282,16 @@ impl ControlServer {
                 let body = serde_json::to_string(&stats()).map_err(io::Error::other)?;
                 writeln!(w, "{body}")
             }
-            other => writeln!(w, "{{\"error\":\"unknown request {other:?}; try stats\"}}"),
+            "routes" => {
+                let body = serde_json::to_string(&routes()).map_err(io::Error::other)?;
+                writeln!(w, "{body}")
+            }
+            other => {
+                let body = serde_json::json!({
+                    "error": format!("unknown request {other:?}; try stats or routes")
+                });
+                writeln!(w, "{body}")
+            }
         }
     }
 }
@@ -218,6 +304,16 @@ impl Drop for ControlServer {
 
 /// The client side: asks the instance at `path` for its counters.
 pub fn query_stats(path: &Path) -> Result<StatsReply, ControlError> {
+    query(path, "stats")
+}
+
+/// The client side: asks the instance at `path` for its live FIB.
+pub fn query_routes(path: &Path) -> Result<RoutesReply, ControlError> {
+    query(path, "routes")
+}
+
+/// Sends one request line, reads one JSON line.
+fn query<T: serde::de::DeserializeOwned>(path: &Path, request: &str) -> Result<T, ControlError> {
     let stream = UnixStream::connect(path).map_err(|source| ControlError::NotRunning {
         path: path.to_path_buf(),
         source,
@@ -230,7 +326,8 @@ pub fn query_stats(path: &Path) -> Result<StatsReply, ControlError> {
         .set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(io_err)?;
     let mut w = &stream;
-    w.write_all(b"stats\n").map_err(io_err)?;
+    w.write_all(format!("{request}\n").as_bytes())
+        .map_err(io_err)?;
     let mut line = String::new();
     BufReader::new(&stream)
         .read_line(&mut line)
@@ -283,7 +380,7 @@ mod tests {
         let client = std::thread::spawn(move || query_stats(&path));
         // Serve until the client got its answer.
         let got = loop {
-            server.serve_pending(|| reply.clone());
+            server.serve_pending(|| reply.clone(), || RoutesReply { routes: vec![] });
             if client.is_finished() {
                 break client.join().unwrap().unwrap();
             }
@@ -316,5 +413,49 @@ mod tests {
     fn asking_a_missing_instance_says_none_is_running() {
         let e = query_stats(Path::new("/nonexistent/podfwd.sock")).unwrap_err();
         assert!(e.to_string().contains("no podfwd is running"), "{e}");
+    }
+
+    #[test]
+    fn a_client_reads_the_routes_of_a_server_and_unknown_requests_get_an_error() {
+        let path = temp_socket("routes");
+        let server = ControlServer::bind(&path).unwrap();
+        let row = RouteRow {
+            prefix: "10.244.1.0/24".parse().unwrap(),
+            mode: "vxlan".into(),
+            next_hop: Some("10.168.0.3".into()),
+            dev: None,
+            vtep_mac: Some("0e:00:00:00:00:0b".into()),
+            source: "static".into(),
+            since_unix: 0,
+            since: "1970-01-01T00:00:00Z".into(),
+        };
+        let reply = RoutesReply { routes: vec![row] };
+        let expected = reply.clone();
+        let p = path.clone();
+        let client = std::thread::spawn(move || {
+            let routes = query_routes(&p);
+            let bad: Result<RoutesReply, _> = query(&p, "nonsense");
+            (routes, bad)
+        });
+        let (routes, bad) = loop {
+            server.serve_pending(|| StatsReply::new(Duration::ZERO, &[]), || reply.clone());
+            if client.is_finished() {
+                break client.join().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let routes = routes.unwrap();
+        assert_eq!(routes, expected);
+        let text = routes.to_text();
+        assert!(text.starts_with("PREFIX "), "{text}");
+        assert!(
+            text.contains("10.244.1.0/24  10.168.0.3  -    vxlan  static  1970-01-01T00:00:00Z"),
+            "{text}"
+        );
+        let e = bad.unwrap_err().to_string();
+        assert!(
+            e.contains("unknown request \\\"nonsense\\\"; try stats or routes"),
+            "{e}"
+        );
     }
 }

@@ -128,7 +128,7 @@ pub struct Worker {
     udp: Option<UdpSocket>,
     /// With UDP GRO: received trains waiting to be split.
     rx: Option<RxTrains>,
-    packet: Option<super::device::PacketSocket>,
+    packet: Option<super::sockets::PacketSocket>,
     pipeline: Pipeline,
     node_ip: Ipv4Addr,
     vxlan_port: u16,
@@ -159,7 +159,7 @@ impl Worker {
     pub fn new(
         tun: RawFd,
         udp: Option<UdpSocket>,
-        packet: Option<super::device::PacketSocket>,
+        packet: Option<super::sockets::PacketSocket>,
         pipeline: Pipeline,
         shared: Arc<SharedCounters>,
         max_packet: usize,

@@ -1,0 +1,317 @@
+//! The AF_XDP backend (`backend = "afxdp"`): an XDP classifier on every interface podfwd
+//! serves redirects the frames podfwd owns to AF_XDP sockets; one pinned worker per
+//! configured core runs the pipeline over them. Everything else goes to the kernel's
+//! slow path, which the control plane programs as flanneld would.
+//!
+//! - [`sockets`]: the UMEM and the AF_XDP sockets of one worker.
+//! - [`worker`]: the per-core loop.
+//! - [`xdp`]: the classifier (embedded object, map ABI, attach, stats).
+//!
+//! The classifiers are attached through bpf_links, so even a SIGKILLed instance leaves
+//! the node on the kernel path.
+
+pub mod sockets;
+pub mod worker;
+pub mod xdp;
+
+pub use sockets::{AfXdpError, QueueBinding, SocketSettings, WorkerSockets, FRAME_SIZE};
+pub use worker::{Misses, Worker};
+
+use super::{Backend, BackendError, Ports, Workers};
+use crate::config::{Backend as BackendKind, XdpMode};
+use crate::control::StatsReply;
+use crate::counters::{Counters, SharedCounters};
+use crate::handoff::Handoff;
+use crate::netlink::{self, Interface};
+use crate::pipeline::{Fib, NodeParams, Pipeline, PortInfo};
+use crate::plan::{Plan, PortRole};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use xdp::{peer_subnets, Classifier, Ownership, PortKind, Role, Settings};
+
+/// The AF_XDP data path of one node.
+pub struct AfXdp {
+    ports: Ports,
+    ifaces: Vec<Interface>,
+    settings: Settings,
+    /// The `ports` map of every classifier: the served interfaces and the VTEP.
+    kinds: Vec<(u32, PortKind)>,
+    classifiers: Vec<Classifier>,
+    workers: Workers,
+    /// Per worker (same order): its misses ring and how far it was read.
+    misses: Vec<(Arc<Misses>, usize)>,
+    /// The classifiers' flow cache: off, FIB answers, or FIB and conntrack answers
+    /// ([`Backend::remember_kernel_answers`]).
+    flow_cache: Option<bool>,
+}
+
+impl AfXdp {
+    /// Resolves the plan's interfaces (in port order) and checks their queues.
+    pub fn open(plan: &Plan) -> Result<AfXdp, BackendError> {
+        let mut ifaces: Vec<Interface> = Vec::with_capacity(plan.ports.len());
+        for port in &plan.ports {
+            let i = netlink::interface(&port.name)?;
+            let queues = u32::from(plan.dataplane.queues);
+            if i.num_rx_queues < queues {
+                return Err(BackendError::Interface {
+                    name: port.name.clone(),
+                    why: format!(
+                        "has {} rx queues, dataplane.queues = {queues} (create veths with numrxqueues/numtxqueues, or lower queues)",
+                        i.num_rx_queues
+                    ),
+                });
+            }
+            if !i.up {
+                eprintln!("podfwd: warning: interface {} is down", port.name);
+            }
+            ifaces.push(i);
+        }
+        let ports = Ports {
+            info: ifaces
+                .iter()
+                .map(|i| PortInfo {
+                    mac: i.mac,
+                    mtu: u16::try_from(i.mtu).unwrap_or(u16::MAX),
+                })
+                .collect(),
+            ifindex: ifaces.iter().map(|i| i.index).collect(),
+            kernel_sends_vxlan: false,
+        };
+        Ok(AfXdp {
+            ports,
+            ifaces,
+            settings: Settings::from_plan(plan),
+            kinds: Vec::new(),
+            classifiers: Vec::new(),
+            flow_cache: None,
+            workers: Workers::default(),
+            misses: Vec::new(),
+        })
+    }
+
+    /// Writes the node settings and the `ports` map into every classifier.
+    fn push_ports(&self) {
+        for c in &self.classifiers {
+            if let Err(e) = c.set_settings(&self.settings).and(c.set_ports(&self.kinds)) {
+                eprintln!("podfwd: warning: updating the classifier: {e}");
+            }
+        }
+    }
+}
+
+impl Backend for AfXdp {
+    fn kind(&self) -> BackendKind {
+        BackendKind::AfXdp
+    }
+
+    fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    fn kernel_slow_path(&self) -> bool {
+        true
+    }
+
+    fn remember_kernel_answers(&mut self, conntrack: bool) {
+        self.flow_cache = Some(conntrack);
+    }
+
+    fn forget_kernel_answers(&self) {
+        if let Err(e) = xdp::forget_kernel_answers() {
+            eprintln!("podfwd: warning: resetting the classifiers' flow cache: {e}");
+        }
+    }
+
+    fn start(
+        &mut self,
+        plan: &Plan,
+        node: NodeParams,
+        fib: &Fib,
+        vtep_ifindex: u32,
+    ) -> Result<(), BackendError> {
+        eprintln!(
+            "podfwd: loading the XDP classifier on {} interfaces",
+            plan.ports.len()
+        );
+        // A hand-off device takes what turns out exceptional in a worker.
+        let handoff = Arc::new(Handoff::open()?);
+
+        // Classifiers (loaded, configured, not yet attached).
+        self.settings.vtep_ifindex = vtep_ifindex;
+        let mut ownership = Ownership::for_mode(plan.dataplane.mode);
+        ownership.flow_cache = self.flow_cache.is_some();
+        ownership.flow_cache_conntrack = self.flow_cache == Some(true);
+        let owned_routes = peer_subnets(plan);
+        let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
+        self.kinds = plan
+            .ports
+            .iter()
+            .zip(&self.ifaces)
+            .map(|(p, i)| {
+                let kind = match p.role {
+                    PortRole::Uplink => PortKind::Uplink,
+                    _ => PortKind::Pod,
+                };
+                (i.index, kind)
+            })
+            .collect();
+        if vtep_ifindex != 0 {
+            self.kinds.push((vtep_ifindex, PortKind::Vtep));
+        }
+        for port in &plan.ports {
+            let role = Role::from_port_role(port.role).ok_or_else(|| BackendError::Interface {
+                name: port.name.clone(),
+                why: "a TUN device cannot carry an XDP classifier".into(),
+            })?;
+            let c = Classifier::load(&port.name, role, &self.settings)?;
+            c.set_ownership(&ownership)?;
+            c.set_routes(&owned_routes)?;
+            c.set_vteps(&peer_ips)?;
+            c.set_ports(&self.kinds)?;
+            self.classifiers.push(c);
+        }
+
+        // Workers: queue q of every interface goes to worker q % workers.
+        let cores = plan.dataplane.cores.clone();
+        let queues = u32::from(plan.dataplane.queues);
+        if cores.len() > queues as usize {
+            return Err(BackendError::Cores {
+                cores,
+                why: format!("more workers than queues ({queues}): raise dataplane.queues"),
+            });
+        }
+        let available = core_affinity::get_core_ids().unwrap_or_default();
+        for c in &cores {
+            if !available.iter().any(|id| id.id == *c) {
+                return Err(BackendError::Cores {
+                    cores: cores.clone(),
+                    why: format!("cpu {c} is not available to this process"),
+                });
+            }
+        }
+        let dp = &plan.dataplane;
+        let sock_settings = SocketSettings {
+            batch_size: dp.batch_size,
+            frame_count: dp.frame_count,
+            rx_ring_size: dp.rx_ring_size,
+            tx_ring_size: dp.tx_ring_size,
+            fill_ring_size: dp.fill_ring_size,
+            comp_ring_size: dp.comp_ring_size,
+            busy_poll: dp.busy_poll,
+        };
+        let mut worker_sockets = Vec::with_capacity(cores.len());
+        for w in 0..cores.len() {
+            let mut bindings = Vec::new();
+            for q in (0..queues).filter(|q| *q as usize % cores.len() == w) {
+                for port in &plan.ports {
+                    bindings.push(QueueBinding {
+                        port: port.id,
+                        ifname: port.name.clone(),
+                        queue: q,
+                    });
+                }
+            }
+            let sockets = WorkerSockets::new(sock_settings, &bindings)?;
+            for ((port, fd), b) in sockets.fds().into_iter().zip(&bindings) {
+                self.classifiers[usize::from(port)].register_socket(b.queue, fd)?;
+            }
+            worker_sockets.push(sockets);
+        }
+
+        eprintln!("podfwd: {} AF_XDP worker(s) ready; attaching", cores.len());
+        // Attach: from here on podfwd owns the traffic the classifiers select.
+        for (c, port) in self.classifiers.iter_mut().zip(&plan.ports) {
+            attach(c, &port.name, dp.xdp_mode)?;
+        }
+
+        for (sockets, core) in worker_sockets.into_iter().zip(cores.iter().copied()) {
+            let shared = Arc::new(SharedCounters::default());
+            let misses = Arc::new(Misses::default());
+            let worker = Worker::new(
+                sockets,
+                Pipeline::new(node, fib.clone()),
+                shared.clone(),
+                misses.clone(),
+                Some(handoff.clone()),
+            );
+            self.workers
+                .spawn(format!("podfwd-w{core}"), core, shared, move |stop| {
+                    worker.run(stop)
+                })?;
+            self.misses.push((misses, 0));
+        }
+        Ok(())
+    }
+
+    fn apply_routes(&mut self, plan: &Plan) -> Result<(), BackendError> {
+        let owned_routes = peer_subnets(plan);
+        let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
+        for c in &self.classifiers {
+            c.set_routes(&owned_routes)?;
+            c.set_vteps(&peer_ips)?;
+        }
+        Ok(())
+    }
+
+    fn vtep_changed(&mut self, vtep_ifindex: u32) {
+        // The classifiers look decapsulated packets up on the new device, and own routes
+        // to it.
+        self.settings.vtep_ifindex = vtep_ifindex;
+        self.kinds.retain(|(_, k)| *k != PortKind::Vtep);
+        if vtep_ifindex != 0 {
+            self.kinds.push((vtep_ifindex, PortKind::Vtep));
+        }
+        self.push_ports();
+    }
+
+    fn drain_misses(&mut self, out: &mut Vec<Ipv4Addr>) {
+        let mut raw = Vec::new();
+        for (m, seen) in &mut self.misses {
+            m.drain(seen, &mut raw);
+        }
+        out.extend(raw.into_iter().map(Ipv4Addr::from));
+    }
+
+    fn stats(&self, uptime: Duration) -> StatsReply {
+        let mut reply = StatsReply::new(uptime, &self.workers.counters());
+        for c in &self.classifiers {
+            if let Ok(st) = c.stats() {
+                let named = st.iter().map(|(s, v)| (s.name().to_string(), v));
+                reply = reply.with_classifier(c.iface(), named);
+            }
+        }
+        reply
+    }
+
+    fn worker_counters(&self) -> Vec<(usize, Counters)> {
+        self.workers.counters()
+    }
+
+    fn ended_worker(&self) -> Option<usize> {
+        self.workers.ended()
+    }
+
+    fn stop(self: Box<Self>) -> (Counters, Result<(), BackendError>) {
+        let this = *self;
+        // Stop the workers, then detach (fail-open to the kernel path).
+        let out = this.workers.stop();
+        drop(this.classifiers);
+        out
+    }
+}
+
+/// Attaches a classifier, falling back from native to generic XDP with a warning.
+fn attach(c: &mut Classifier, name: &str, mode: XdpMode) -> Result<(), BackendError> {
+    match (mode, c.attach(mode)) {
+        (_, Ok(())) => Ok(()),
+        (XdpMode::Native, Err(e)) => {
+            eprintln!(
+                "podfwd: warning: native XDP on {name} failed ({e}); using generic XDP (slower)"
+            );
+            c.attach(XdpMode::Generic)?;
+            Ok(())
+        }
+        (_, Err(e)) => Err(e.into()),
+    }
+}

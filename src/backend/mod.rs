@@ -1,0 +1,260 @@
+//! The I/O backends behind the node's one control plane ([`crate::control`]).
+//!
+//! A backend owns how frames get in and out (AF_XDP sockets and the XDP classifier, or a
+//! TUN device and sockets) and the pinned workers that run the shared [`Pipeline`] over
+//! them. Everything else (route sources, the FIB writer, neighbours, the kernel slow
+//! path, the control socket, signals) is the control plane's, the same for every backend.
+//!
+//! The contract, in call order: [`open`] (interfaces, devices, sockets: no traffic is
+//! taken yet) -> [`Backend::ports`] (what the FIB is built over) -> [`Backend::start`]
+//! (workers on the shared FIB; from here the backend forwards) -> any number of
+//! [`Backend::apply_routes`] / [`Backend::vtep_changed`] (live, never stopping a worker:
+//! the workers read the FIB the control plane publishes) -> [`Backend::stop`].
+//!
+//! [`Pipeline`]: crate::pipeline::Pipeline
+
+pub mod afxdp;
+pub mod tun;
+
+use crate::config::Backend as BackendKind;
+use crate::control::StatsReply;
+use crate::counters::{Counters, SharedCounters};
+use crate::pipeline::{Fib, NodeParams, PortInfo};
+use crate::plan::Plan;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Why a backend could not open, start or apply a change.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("interface {name}: {why}")]
+    Interface { name: String, why: String },
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    #[error(transparent)]
+    Xdp(#[from] afxdp::xdp::XdpError),
+    #[error(transparent)]
+    AfXdp(#[from] afxdp::AfXdpError),
+    #[error(transparent)]
+    Tun(#[from] tun::TunError),
+    #[error("dataplane.cores = {cores:?}: {why}")]
+    Cores { cores: Vec<usize>, why: String },
+    #[error("worker on cpu {core} failed: {why}")]
+    Worker { core: usize, why: String },
+}
+
+/// The ports a backend forwards between, in FIB port-id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports {
+    /// MAC and MTU of each port (the FIB's rewrite data).
+    pub info: Vec<PortInfo>,
+    /// The kernel ifindex whose neighbour table feeds each port; 0 for a port without
+    /// neighbours (the TUN device).
+    pub ifindex: Vec<u32>,
+    /// The kernel's UDP socket sends this backend's VXLAN (TUN): the outer next hops
+    /// need no resolved MAC, the FIB gets a placeholder for them.
+    pub kernel_sends_vxlan: bool,
+}
+
+/// One node data path: see the module documentation for the call order.
+pub trait Backend {
+    /// `afxdp` or `tun`, as in the config.
+    fn kind(&self) -> BackendKind;
+    /// The ports the FIB is built over.
+    fn ports(&self) -> &Ports;
+    /// Whether the node's kernel is programmed as flanneld would (VXLAN device,
+    /// neighbours, FDB entries, routes) under this backend: the classifier passes what
+    /// podfwd does not finish to that slow path.
+    fn kernel_slow_path(&self) -> bool;
+    /// Starts one pinned worker per configured core over `fib`. `vtep_ifindex` is the
+    /// kernel's VXLAN device (0: none). On error the caller still calls [`Backend::stop`],
+    /// which undoes what was started.
+    fn start(
+        &mut self,
+        plan: &Plan,
+        node: NodeParams,
+        fib: &Fib,
+        vtep_ifindex: u32,
+    ) -> Result<(), BackendError>;
+    /// Applies a new peer set (the FIB is already updated): what the backend keeps
+    /// besides the FIB (classifier routes and VTEPs, the TUN device's kernel routes).
+    /// Never stops a worker.
+    fn apply_routes(&mut self, plan: &Plan) -> Result<(), BackendError>;
+    /// The kernel's VXLAN device was recreated with a new ifindex.
+    fn vtep_changed(&mut self, vtep_ifindex: u32);
+    /// Before [`Backend::start`]: the control plane follows the kernel changes that the
+    /// kernel's answers depend on and calls [`Backend::forget_kernel_answers`] on each
+    /// (`conntrack`: NATed connections too), so the backend may remember those answers
+    /// (the XDP classifier's flow cache). Without this call it must not.
+    fn remember_kernel_answers(&mut self, _conntrack: bool) {}
+    /// The kernel changed something its remembered answers depend on (or a second
+    /// passed): forget them all.
+    fn forget_kernel_answers(&self) {}
+    /// Destinations the workers dropped for lack of a MAC since the last call.
+    fn drain_misses(&mut self, out: &mut Vec<Ipv4Addr>);
+    /// The counters, per worker, plus what the backend counts itself.
+    fn stats(&self, uptime: Duration) -> StatsReply;
+    /// Each worker's counters, in core order.
+    fn worker_counters(&self) -> Vec<(usize, Counters)>;
+    /// The core of a worker that ended by itself (an error), if any.
+    fn ended_worker(&self) -> Option<usize>;
+    /// Stops the workers and releases everything the backend installed (classifiers
+    /// detached, routes into the TUN removed); the counters' totals.
+    fn stop(self: Box<Self>) -> (Counters, Result<(), BackendError>);
+}
+
+/// Opens the backend the plan names.
+pub fn open(plan: &Plan) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(match plan.dataplane.backend {
+        BackendKind::AfXdp => Box::new(afxdp::AfXdp::open(plan)?),
+        BackendKind::Tun => Box::new(tun::TunBackend::open(plan)?),
+    })
+}
+
+/// A started worker thread.
+pub(crate) struct WorkerThread {
+    pub core: usize,
+    pub shared: Arc<SharedCounters>,
+    thread: JoinHandle<std::io::Result<()>>,
+}
+
+/// The workers of a backend: spawned pinned, stopped together.
+#[derive(Default)]
+pub(crate) struct Workers {
+    pub threads: Vec<WorkerThread>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Workers {
+    /// Spawns `run` on a thread pinned to `core` and waits until it is pinned: a worker
+    /// that cannot be pinned fails the start (naming the core), it never runs unpinned.
+    pub fn spawn(
+        &mut self,
+        name: String,
+        core: usize,
+        shared: Arc<SharedCounters>,
+        run: impl FnOnce(&AtomicBool) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), BackendError> {
+        let stop = self.stop.clone();
+        let (pinned_tx, pinned_rx) = mpsc::channel::<bool>();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                let _ = pinned_tx.send(pinned);
+                if !pinned {
+                    return Err(std::io::Error::other(format!(
+                        "could not pin the worker thread to cpu {core}"
+                    )));
+                }
+                run(&stop)
+            })
+            .map_err(|e| BackendError::Worker {
+                core,
+                why: e.to_string(),
+            })?;
+        let pinned = pinned_rx.recv().unwrap_or(false);
+        if !pinned {
+            let why = match thread.join() {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("could not pin the worker thread to cpu {core}"),
+            };
+            return Err(BackendError::Worker { core, why });
+        }
+        self.threads.push(WorkerThread {
+            core,
+            shared,
+            thread,
+        });
+        Ok(())
+    }
+
+    pub fn counters(&self) -> Vec<(usize, Counters)> {
+        self.threads
+            .iter()
+            .map(|w| (w.core, w.shared.snapshot()))
+            .collect()
+    }
+
+    pub fn ended(&self) -> Option<usize> {
+        self.threads
+            .iter()
+            .find(|w| w.thread.is_finished())
+            .map(|w| w.core)
+    }
+
+    /// Stops and joins every worker; the totals and the first worker error.
+    pub fn stop(self) -> (Counters, Result<(), BackendError>) {
+        // Relaxed: the workers only need to see the flag eventually (they check it at
+        // least every 100 ms).
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Counters::default();
+        let mut result = Ok(());
+        for w in self.threads {
+            total.merge(&w.shared.snapshot());
+            let why = match w.thread.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "panicked".to_string(),
+            };
+            if result.is_ok() {
+                result = Err(BackendError::Worker { core: w.core, why });
+            }
+        }
+        (total, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_cannot_be_pinned_fails_naming_its_core_and_never_runs() {
+        // CPU 1000 is below CPU_SETSIZE (1024) and exists on no test machine.
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let mut workers = Workers::default();
+        let err = workers
+            .spawn(
+                "podfwd-test".into(),
+                1000,
+                Arc::new(SharedCounters::default()),
+                move |_| {
+                    r.store(true, Ordering::Relaxed);
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, BackendError::Worker { core: 1000, why } if why.contains("cpu 1000")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("worker on cpu 1000 failed"),
+            "{err}"
+        );
+        assert!(!ran.load(Ordering::Relaxed));
+        assert!(workers.threads.is_empty());
+    }
+
+    #[test]
+    fn pinned_workers_run_until_stopped() {
+        let mut workers = Workers::default();
+        let shared = Arc::new(SharedCounters::default());
+        workers
+            .spawn("podfwd-test".into(), 0, shared, |stop| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(workers.ended(), None);
+        let (_, result) = workers.stop();
+        assert!(result.is_ok());
+    }
+}
