@@ -34,6 +34,7 @@ pub mod notify;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
+pub mod trace;
 pub mod tun;
 pub mod wire;
 pub mod xdp;
