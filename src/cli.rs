@@ -48,6 +48,9 @@ enum Command {
     Lab(LabArgs),
     /// Print the counters of a running instance, read from its control socket.
     Stats(StatsArgs),
+    /// Copy frames at a running instance's verdict point, with the drop reason: one line
+    /// per frame, or a pcapng capture (no root needed, only the control socket).
+    Trace(TraceArgs),
     /// Remove what podfwd installed in the kernel (its VXLAN device and routes); needs root.
     Cleanup(CleanupArgs),
     /// Print a shell completion script to stdout (e.g. `podfwd completions bash`).
@@ -107,6 +110,23 @@ struct StatsArgs {
     socket: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct TraceArgs {
+    /// Only frames the data path dropped.
+    #[arg(long)]
+    drops: bool,
+    /// Stop after N frames (default: until Ctrl-C).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Write a pcapng capture to FILE (`-` for stdout) instead of printing lines; the
+    /// verdict is each packet's comment.
+    #[arg(long, value_name = "FILE.pcapng")]
+    write: Option<PathBuf>,
+    /// The running instance's control socket ([control].socket in its config).
+    #[arg(long, value_name = "PATH", default_value = "/run/podfwd/podfwd.sock")]
+    socket: PathBuf,
+}
+
 /// Why a subcommand failed. Printed as `podfwd: error: <message>`, exit status 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -146,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check_command(args),
         Command::Lab(args) => lab(args.mode, args.backend),
         Command::Stats(args) => stats(args.json, args.socket),
+        Command::Trace(args) => trace_command(args),
         Command::Cleanup(args) => cleanup_command(args),
         Command::Completions(args) => completions(args.shell, &mut io::stdout().lock()),
         Command::Man => man_page(&mut io::stdout().lock()),
@@ -340,6 +361,18 @@ pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
         print!("{}", reply.to_text());
     }
     Ok(())
+}
+
+/// `podfwd trace`: frames of a running instance at the verdict point.
+fn trace_command(args: TraceArgs) -> Result<(), CliError> {
+    let opts = crate::trace::client::TraceOptions {
+        drops_only: args.drops,
+        count: args.count,
+        write: args.write,
+    };
+    crate::trace::client::run(&args.socket, &opts)
+        .map(|_| ())
+        .map_err(|e| CliError::Other(Box::new(e)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -130,7 +130,10 @@ pub fn run_with(
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(ProtocolError::Io(e))
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
             {
                 continue;
             }
@@ -154,7 +157,8 @@ pub fn run_with(
                             })?;
                             Box::new(BufWriter::new(f))
                         };
-                        let s = PcapngSink::new(w, &ports, snap_len).map_err(|e| capture_err(p, e))?;
+                        let s =
+                            PcapngSink::new(w, &ports, snap_len).map_err(|e| capture_err(p, e))?;
                         Sink::Pcapng(s, p.clone())
                     }
                     None => Sink::Text(text_out.take().expect("one hello per stream")),

@@ -53,6 +53,8 @@ pub mod pcapng;
 pub mod print;
 pub mod protocol;
 pub mod ring;
+#[cfg(test)]
+mod tests;
 
 pub use protocol::{RequestError, TraceRequest};
 pub use ring::SNAP_LEN;
@@ -255,7 +257,10 @@ impl TraceHub {
             last_beat: Instant::now(),
             done: false,
         });
-        self.inner.mode.0.store(mode_of(&st.clients), Ordering::Relaxed);
+        self.inner
+            .mode
+            .0
+            .store(mode_of(&st.clients), Ordering::Relaxed);
         if !st.pump_running {
             let inner = self.inner.clone();
             if std::thread::Builder::new()

@@ -164,7 +164,9 @@ mod tests {
             .map(|i| {
                 assert_eq!(i.linktype, DataLink::ETHERNET);
                 assert_eq!(i.snaplen, 256);
-                assert!(i.options.contains(&InterfaceDescriptionOption::IfTsResol(9)));
+                assert!(i
+                    .options
+                    .contains(&InterfaceDescriptionOption::IfTsResol(9)));
                 i.options
                     .iter()
                     .find_map(|o| match o {
@@ -177,7 +179,11 @@ mod tests {
         // Port 3 was not named by the hello: described when its first frame came.
         assert_eq!(names, ["eth0", "veth-pod", "port 2", "port 3"]);
         assert_eq!(packets.len(), 3);
-        let comments = ["drop unknown_vtep; cpu 3", "tx port 0 (eth0); cpu 3", "to_kernel; cpu 3"];
+        let comments = [
+            "drop unknown_vtep; cpu 3",
+            "tx port 0 (eth0); cpu 3",
+            "to_kernel; cpu 3",
+        ];
         for ((p, f), c) in packets.iter().zip(&frames).zip(comments) {
             assert_eq!(p.interface_id, u32::from(f.ingress));
             assert_eq!(p.timestamp, Duration::from_nanos(f.ts_ns));

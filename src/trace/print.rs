@@ -11,7 +11,9 @@
 //! decode says at which layer and why, and never makes the printer fail.
 
 use super::protocol::{FrameRecord, WireVerdict};
-use etherparse::{Ethernet2Header, EtherType, IpNumber, Ipv4HeaderSlice, TcpHeaderSlice, UdpHeader};
+use etherparse::{
+    EtherType, Ethernet2Header, IpNumber, Ipv4HeaderSlice, TcpHeaderSlice, UdpHeader,
+};
 use std::fmt::Write;
 
 /// The UDP ports decoded as VXLAN (flannel's and IANA's).
@@ -109,13 +111,22 @@ fn ethernet(s: &mut String, data: &[u8], len: usize, outer: bool) {
         );
     }
     match ip.protocol() {
-        IpNumber::UDP if ip.fragments_offset().value() == 0 => match UdpHeader::from_slice(payload) {
+        IpNumber::UDP if ip.fragments_offset().value() == 0 => match UdpHeader::from_slice(payload)
+        {
             Ok((udp, inner)) => {
-                let _ = write!(s, "IP {src}.{} > {dst}.{}: ", udp.source_port, udp.destination_port);
+                let _ = write!(
+                    s,
+                    "IP {src}.{} > {dst}.{}: ",
+                    udp.source_port, udp.destination_port
+                );
                 let udp_payload = usize::from(udp.length).saturating_sub(8);
                 if outer && VXLAN_PORTS.contains(&udp.destination_port) && inner.len() >= 8 {
                     let vni = u32::from_be_bytes([0, inner[4], inner[5], inner[6]]);
-                    let flags = if inner[0] & 0x08 != 0 { "" } else { ", no I flag" };
+                    let flags = if inner[0] & 0x08 != 0 {
+                        ""
+                    } else {
+                        ", no I flag"
+                    };
                     let _ = write!(s, "VXLAN{flags}, vni {vni}{tail}: ");
                     ethernet(s, &inner[8..], udp_payload.saturating_sub(8), false);
                 } else {
@@ -126,22 +137,23 @@ fn ethernet(s: &mut String, data: &[u8], len: usize, outer: bool) {
                 let _ = write!(s, "IP {src} > {dst}: malformed UDP: {e}{tail}");
             }
         },
-        IpNumber::TCP if ip.fragments_offset().value() == 0 => match TcpHeaderSlice::from_slice(payload) {
-            Ok(tcp) => {
-                let mut flags = String::new();
-                for (on, c) in [
-                    (tcp.syn(), 'S'),
-                    (tcp.fin(), 'F'),
-                    (tcp.rst(), 'R'),
-                    (tcp.psh(), 'P'),
-                    (tcp.ack(), '.'),
-                ] {
-                    if on {
-                        flags.push(c);
+        IpNumber::TCP if ip.fragments_offset().value() == 0 => {
+            match TcpHeaderSlice::from_slice(payload) {
+                Ok(tcp) => {
+                    let mut flags = String::new();
+                    for (on, c) in [
+                        (tcp.syn(), 'S'),
+                        (tcp.fin(), 'F'),
+                        (tcp.rst(), 'R'),
+                        (tcp.psh(), 'P'),
+                        (tcp.ack(), '.'),
+                    ] {
+                        if on {
+                            flags.push(c);
+                        }
                     }
-                }
-                let data_len = ip_payload_len.saturating_sub(tcp.slice().len());
-                let _ = write!(
+                    let data_len = ip_payload_len.saturating_sub(tcp.slice().len());
+                    let _ = write!(
                     s,
                     "IP {src}.{} > {dst}.{}: Flags [{flags}], seq {}, win {}, length {data_len}{tail}",
                     tcp.source_port(),
@@ -149,11 +161,12 @@ fn ethernet(s: &mut String, data: &[u8], len: usize, outer: bool) {
                     tcp.sequence_number(),
                     tcp.window_size()
                 );
+                }
+                Err(e) => {
+                    let _ = write!(s, "IP {src} > {dst}: malformed TCP: {e}{tail}");
+                }
             }
-            Err(e) => {
-                let _ = write!(s, "IP {src} > {dst}: malformed TCP: {e}{tail}");
-            }
-        },
+        }
         IpNumber::ICMP if payload.len() >= 2 => {
             let _ = write!(
                 s,
@@ -162,7 +175,11 @@ fn ethernet(s: &mut String, data: &[u8], len: usize, outer: bool) {
             );
         }
         p => {
-            let _ = write!(s, "IP {src} > {dst}: ip-proto-{}, length {ip_payload_len}{tail}", p.0);
+            let _ = write!(
+                s,
+                "IP {src} > {dst}: ip-proto-{}, length {ip_payload_len}{tail}",
+                p.0
+            );
         }
     }
 }
@@ -210,7 +227,10 @@ mod tests {
     #[test]
     fn a_vxlan_frame_from_an_unknown_vtep_prints_as_one_line_with_both_layers_and_the_reason() {
         let l = line(
-            &rec(vxlan_from_unknown_vtep(), WireVerdict::Drop("unknown_vtep".into())),
+            &rec(
+                vxlan_from_unknown_vtep(),
+                WireVerdict::Drop("unknown_vtep".into()),
+            ),
             &ports(),
         );
         assert_eq!(
@@ -230,13 +250,16 @@ mod tests {
         assert!(!l.contains('\n'));
         assert!(
             l.starts_with(
-                "03:31:02.123456 cpu1 eth0 drop malformed: 02:00:00:00:00:a1 > 02:00:00:00:00:b1, malformed IPv4: "
+                "03:31:02.123456 cpu1 eth0 drop malformed: 02:00:00:00:00:b1 > 02:00:00:00:00:a1, malformed IPv4: "
             ),
             "{l}"
         );
         assert!(l.ends_with("length 26"), "{l}");
         // Shorter than an Ethernet header.
-        let l = line(&rec(vec![1, 2, 3], WireVerdict::Drop("malformed".into())), &ports());
+        let l = line(
+            &rec(vec![1, 2, 3], WireVerdict::Drop("malformed".into())),
+            &ports(),
+        );
         assert!(l.contains("drop malformed: malformed Ethernet: "), "{l}");
         assert!(l.ends_with("length 3"), "{l}");
     }

@@ -265,7 +265,7 @@ impl<R: Read> RecordReader<R> {
                 if self.buf.len() >= 4 + len {
                     let rec = decode(&self.buf[4..4 + len])?;
                     self.buf.drain(..4 + len);
-                    if !self.started && !matches!(rec, Record::Hello { .. }) {
+                    if !self.started && !matches!(rec, Record::Hello { .. } | Record::Error(_)) {
                         return Err(bad("the stream does not begin with a hello record"));
                     }
                     self.started = true;

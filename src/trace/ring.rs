@@ -150,10 +150,15 @@ impl Producer {
         // Relaxed: a statistics counter; this producer is its only writer.
         if matches!(verdict, Verdict::Drop(_)) {
             self.missed_drops += 1;
-            self.ring.missed_drops.0.store(self.missed_drops, Ordering::Relaxed);
+            self.ring
+                .missed_drops
+                .0
+                .store(self.missed_drops, Ordering::Relaxed);
         } else {
             self.missed_other += 1;
-            self.ring.missed_other.store(self.missed_other, Ordering::Relaxed);
+            self.ring
+                .missed_other
+                .store(self.missed_other, Ordering::Relaxed);
         }
     }
 }
@@ -234,8 +239,20 @@ mod tests {
         for i in 0..4u32 {
             assert!(p.push(u64::from(i), 0, Verdict::Tx(1), &frame(i), frame(i).len()));
         }
-        assert!(!p.push(9, 0, Verdict::Drop(DropReason::NoRoute), &frame(9), frame(9).len()));
-        assert!(!p.push(9, 0, Verdict::Drop(DropReason::Mtu), &frame(9), frame(9).len()));
+        assert!(!p.push(
+            9,
+            0,
+            Verdict::Drop(DropReason::NoRoute),
+            &frame(9),
+            frame(9).len()
+        ));
+        assert!(!p.push(
+            9,
+            0,
+            Verdict::Drop(DropReason::Mtu),
+            &frame(9),
+            frame(9).len()
+        ));
         assert!(!p.push(9, 0, Verdict::ToKernel, &frame(9), frame(9).len()));
         assert_eq!(c.missed(), Missed { drops: 2, other: 1 });
         let got = collect(&mut c);
@@ -250,7 +267,10 @@ mod tests {
         assert!(p.push(5, 3, Verdict::Drop(DropReason::Malformed), &[1, 2, 3], 3));
         let mut v = Vec::new();
         c.drain(|s| v.push((s.ingress, s.verdict, s.bytes().to_vec())));
-        assert_eq!(v, [(3, Verdict::Drop(DropReason::Malformed), vec![1, 2, 3])]);
+        assert_eq!(
+            v,
+            [(3, Verdict::Drop(DropReason::Malformed), vec![1, 2, 3])]
+        );
     }
 
     #[test]
