@@ -1,0 +1,162 @@
+//! `podfwd trace` (the built binary) against a real `TraceHub` serving a real Unix
+//! socket, as the control thread will: frames recorded by a worker's `Tracer` come out
+//! as lines on stdout and as a pcapng capture, and the client exits 0.
+
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use podfwd::counters::DropReason;
+use podfwd::pipeline::{Packet, Verdict};
+use podfwd::trace::TraceHub;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+fn serve(name: &str) -> (TraceHub, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("trace-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ctl.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let hub = TraceHub::new(vec!["eth0".into(), "veth-pod".into()]);
+    let h = hub.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let stream = stream.unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            let _ = h.attach(stream, &line);
+        }
+    });
+    (hub, path)
+}
+
+/// A frame too short for IPv4 (what the pipeline drops as `malformed`).
+const RUNT: [u8; 20] = [
+    2, 0, 0, 0, 0, 0xa1, 2, 0, 0, 0, 0, 0xb1, 0x08, 0x00, 0x45, 0, 0, 20, 0, 0,
+];
+
+fn record_until_done(hub: &TraceHub, child: &mut std::process::Child) {
+    let mut t = hub.tracer(7);
+    let t0 = Instant::now();
+    while hub.clients() == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the client never attached"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut buf = RUNT.to_vec();
+    let pkts = [Packet {
+        len: buf.len(),
+        buf: &mut buf,
+        offset: 0,
+        ingress: 0,
+    }];
+    // Until the client has its frames and leaves.
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the client never finished"
+        );
+        if let Some(a) = t.active() {
+            a.record_batch(
+                &pkts,
+                &[Verdict::Drop(DropReason::Malformed)],
+                SystemTime::now(),
+            );
+            a_tx(&mut t);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One forwarded frame that a `--drops` client must not see.
+fn a_tx(t: &mut podfwd::trace::Tracer) {
+    let mut buf = RUNT.to_vec();
+    let pkts = [Packet {
+        len: buf.len(),
+        buf: &mut buf,
+        offset: 0,
+        ingress: 1,
+    }];
+    if let Some(a) = t.active() {
+        a.record_batch(&pkts, &[Verdict::Tx(0)], SystemTime::now());
+    }
+}
+
+#[test]
+fn podfwd_trace_prints_drops_with_their_reason_and_exits_0_after_count() {
+    let (hub, socket) = serve("text");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podfwd"))
+        .args(["trace", "--drops", "--count", "2", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    record_until_done(&hub, &mut child);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for l in lines {
+        assert!(
+            l.contains(" cpu7 eth0 drop malformed: 02:00:00:00:00:b1 > 02:00:00:00:00:a1, malformed IPv4: "),
+            "{l}"
+        );
+    }
+    assert!(
+        stderr.contains("podfwd trace: 2 frames, 0 missed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn podfwd_trace_writes_a_pcapng_with_the_verdict_as_each_packets_comment() {
+    let (hub, socket) = serve("pcapng");
+    let file = socket.with_file_name("out.pcapng");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podfwd"))
+        .args(["trace", "--count", "4", "--write"])
+        .arg(&file)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    record_until_done(&hub, &mut child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "with --write, nothing on stdout");
+    let bytes = std::fs::read(&file).unwrap();
+    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+    let mut comments = Vec::new();
+    while let Some(b) = r.next_block() {
+        if let Block::EnhancedPacket(p) = b.unwrap() {
+            assert_eq!(&p.data[..], &RUNT[..]);
+            assert_eq!(p.original_len, 20);
+            match &p.options[0] {
+                EnhancedPacketOption::Comment(c) => comments.push(c.to_string()),
+                o => panic!("first option {o:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        comments,
+        [
+            "drop malformed; cpu 7",
+            "tx port 0 (eth0); cpu 7",
+            "drop malformed; cpu 7",
+            "tx port 0 (eth0); cpu 7"
+        ]
+    );
+}
