@@ -140,8 +140,10 @@ fn podfwd_trace_writes_a_pcapng_with_the_verdict_as_each_packets_comment() {
     let bytes = std::fs::read(&file).unwrap();
     let mut r = PcapNgReader::new(&bytes[..]).unwrap();
     let mut comments = Vec::new();
+    let mut times = Vec::new();
     while let Some(b) = r.next_block() {
         if let Block::EnhancedPacket(p) = b.unwrap() {
+            times.push(p.timestamp);
             assert_eq!(&p.data[..], &RUNT[..]);
             assert_eq!(p.original_len, 20);
             match &p.options[0] {
@@ -159,4 +161,49 @@ fn podfwd_trace_writes_a_pcapng_with_the_verdict_as_each_packets_comment() {
             "tx port 0 (eth0); cpu 7"
         ]
     );
+
+    // Wireshark itself reads the file: interface names, nanosecond times, lengths,
+    // comments, and its own verdict on the runt agrees with ours.
+    let fields = [
+        "frame.interface_name",
+        "frame.time_epoch",
+        "frame.len",
+        "frame.comment",
+        "_ws.malformed",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(&file).args(["-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
+        .output()
+        .expect("tshark runs (tools/setup.sh installs the Debian package tshark)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    for (i, row) in rows.iter().enumerate() {
+        let t = times[i];
+        assert_eq!(
+            row[0],
+            if i % 2 == 0 { "eth0" } else { "veth-pod" },
+            "{stdout}"
+        );
+        assert_eq!(
+            row[1],
+            format!("{}.{:09}", t.as_secs(), t.subsec_nanos()),
+            "{stdout}"
+        );
+        assert_eq!(row[2], "20");
+        assert_eq!(row[3], comments[i]);
+        assert!(
+            !row[4].is_empty(),
+            "Wireshark finds the runt malformed too: {stdout}"
+        );
+    }
 }

@@ -10,7 +10,9 @@ PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
       # tests/deploy.rs, tests/cli.rs, src/metrics.rs: systemd-analyze verify of the unit,
       # groff renders the man page, PyYAML parses the Kubernetes manifest, the official
       # Prometheus client parses /metrics (both for Debian's /usr/bin/python3).
-      systemd groff-base python3-yaml python3-prometheus-client)
+      systemd groff-base python3-yaml python3-prometheus-client
+      # tests/trace.rs: Wireshark's tshark reads the pcapng `podfwd trace --write` makes.
+      tshark)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
