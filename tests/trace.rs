@@ -207,3 +207,81 @@ fn podfwd_trace_writes_a_pcapng_with_the_verdict_as_each_packets_comment() {
         );
     }
 }
+
+#[test]
+fn podfwd_trace_into_a_reader_that_leaves_early_exits_0() {
+    let (hub, socket) = serve("head");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podfwd"))
+        .args(["trace", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `podfwd trace | head -1`.
+    let stdout = child.stdout.take().unwrap();
+    let head = std::thread::spawn(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    record_until_done(&hub, &mut child);
+    let line = head.join().unwrap();
+    assert!(line.contains("drop malformed"), "{line}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ctrl_c_ends_podfwd_trace_with_status_0_and_a_complete_capture() {
+    let (hub, socket) = serve("sigint");
+    let file = socket.with_file_name("out.pcapng");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podfwd"))
+        .args(["trace", "--drops", "--write"])
+        .arg(&file)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    // Ctrl-C once the first frames are written (the client flushes at each heartbeat).
+    let f = file.clone();
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        while std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0) < 200 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "nothing written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    });
+    record_until_done(&hub, &mut child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("podfwd trace: "), "{stderr}");
+    let bytes = std::fs::read(&file).unwrap();
+    let mut r = PcapNgReader::new(&bytes[..]).unwrap();
+    let mut packets = 0;
+    while let Some(b) = r.next_block() {
+        if let Block::EnhancedPacket(p) = b.expect("every block complete") {
+            assert_eq!(
+                p.options[0],
+                EnhancedPacketOption::Comment("drop malformed; cpu 7".into())
+            );
+            packets += 1;
+        }
+    }
+    assert!(packets >= 1);
+    assert!(
+        stderr.contains(&format!("podfwd trace: {packets} frames")),
+        "{stderr}"
+    );
+}

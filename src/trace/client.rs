@@ -52,6 +52,8 @@ pub enum TraceClientError {
         path: PathBuf,
         source: pcap_file::PcapError,
     },
+    #[error("cannot write the trace to stdout: {source}")]
+    Output { source: io::Error },
     #[error("cannot install the Ctrl-C handler: {0}")]
     Signal(io::Error),
 }
@@ -167,9 +169,12 @@ pub fn run_with(
             Record::Frame(f) => {
                 summary.frames += 1;
                 match sink.as_mut() {
-                    Some(Sink::Text(w)) => {
-                        writeln!(w, "{}", print::line(&f, &ports)).map_err(io_err)?;
-                    }
+                    Some(Sink::Text(w)) => match writeln!(w, "{}", print::line(&f, &ports)) {
+                        Ok(()) => {}
+                        // The reader left (`| head`): done, not an error.
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(summary),
+                        Err(source) => return Err(TraceClientError::Output { source }),
+                    },
                     Some(Sink::Pcapng(s, p)) => {
                         s.write_frame(&f, missed_pending)
                             .map_err(|e| capture_err(p, e))?;
@@ -188,7 +193,7 @@ pub fn run_with(
                     Some(Sink::Pcapng(s, p)) => s
                         .flush()
                         .map_err(|e| capture_err(p, pcap_file::PcapError::IoError(e)))?,
-                    Some(Sink::Text(w)) => w.flush().map_err(io_err)?,
+                    Some(Sink::Text(w)) => flush_text(w)?,
                     None => {}
                 }
             }
@@ -199,8 +204,18 @@ pub fn run_with(
         Some(Sink::Pcapng(mut s, p)) => s
             .flush()
             .map_err(|e| capture_err(&p, pcap_file::PcapError::IoError(e)))?,
-        Some(Sink::Text(w)) => w.flush().map_err(io_err)?,
+        Some(Sink::Text(w)) => flush_text(w)?,
         None => {}
     }
     Ok(summary)
+}
+
+/// Flushes the text output; a reader that left is not an error.
+fn flush_text(w: &mut dyn Write) -> Result<(), TraceClientError> {
+    match w.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(TraceClientError::Output { source: e })
+        }
+        _ => Ok(()),
+    }
 }

@@ -361,6 +361,14 @@ fn a_full_ring_never_stalls_the_worker_and_the_client_is_told_what_it_missed() {
 }
 
 #[test]
+fn a_tracer_moves_into_a_worker_thread_and_the_hub_is_shared() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync + Clone>() {}
+    send::<Tracer>();
+    shared::<TraceHub>();
+}
+
+#[test]
 fn a_bad_request_is_answered_with_an_error_naming_the_value() {
     let hub = TraceHub::new(vec![]);
     let (server, client) = UnixStream::pair().unwrap();
