@@ -417,3 +417,70 @@ fn no_instance_and_an_instance_without_trace_are_clear_errors() {
     assert!(e.to_string().contains("does not serve trace"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_client_that_reads_slowly_loses_counted_frames_and_never_holds_up_the_worker() {
+    const BATCHES: usize = 400;
+    const PER_BATCH: usize = 50;
+    let hub = TraceHub::new(vec!["eth0".into()]);
+    let mut t = hub.tracer(0);
+    let (server, client) = UnixStream::pair().unwrap();
+    hub.attach(server, "trace\n").unwrap();
+    let frame = from_unknown_vtep();
+    let mut bufs = vec![frame; PER_BATCH];
+    let pkts: Vec<Packet<'_>> = bufs
+        .iter_mut()
+        .map(|buf| Packet {
+            len: buf.len(),
+            buf,
+            offset: 0,
+            ingress: 0,
+        })
+        .collect();
+    let verdicts = vec![Verdict::Drop(DropReason::UnknownVtep); PER_BATCH];
+    // Nobody reads while the worker records 20,000 frames over ~0.5 s: the socket buffer
+    // and the client's queue fill up.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..BATCHES {
+        let t0 = Instant::now();
+        t.active()
+            .expect("on")
+            .record_batch(&pkts, &verdicts, SystemTime::now());
+        slowest = slowest.max(t0.elapsed());
+        std::thread::sleep(Duration::from_micros(1200));
+    }
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a batch took {slowest:?}"
+    );
+    // Now read: every frame was either delivered or counted as missed.
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut r = protocol::RecordReader::new(&client);
+    let (mut frames, mut missed) = (0u64, 0u64);
+    let total = (BATCHES * PER_BATCH) as u64;
+    while frames + missed < total {
+        match r.next_record().unwrap().expect("stream open") {
+            protocol::Record::Frame(f) => {
+                assert_eq!(
+                    f.verdict,
+                    protocol::WireVerdict::Drop("unknown_vtep".into())
+                );
+                frames += 1;
+            }
+            protocol::Record::Missed(m) => missed = m,
+            protocol::Record::Hello { .. } => {}
+            protocol::Record::Error(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(frames + missed, total);
+    assert!(
+        missed > 0,
+        "the slow client missed nothing? {frames} frames"
+    );
+    assert!(frames > 0);
+    drop(r);
+    drop(client);
+    wait_for("tracing off after the client left", || !hub.is_on());
+}
