@@ -1,4 +1,4 @@
-//! The `podfwd` command line: `run`, `check`, `lab`, `stats` and `cleanup`, and
+//! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `trace` and `cleanup`, and
 //! `completions` and `man`, generated from the same clap definition.
 //!
 //! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
