@@ -39,6 +39,8 @@ struct Etcd<'a> {
     pid: Option<u32>,
     /// Serve https with client certificates (files in `dir`, see [`make_certs`]).
     tls: bool,
+    /// Also serve clients on this address of `ns` (a node's underlay address).
+    listen_also: Option<String>,
 }
 
 impl<'a> Etcd<'a> {
@@ -61,10 +63,21 @@ impl<'a> Etcd<'a> {
             dir,
             pid: None,
             tls,
+            listen_also: None,
         };
         if tls {
             make_certs(&etcd.dir);
         }
+        etcd.run();
+        etcd
+    }
+
+    /// A plain member in `ns` that also serves clients on `ip:2379` (reachable from the
+    /// other nodes of a lab cluster over the underlay).
+    fn start_listening_also(ns: &'a Netns, ip: &str) -> Etcd<'a> {
+        let mut etcd = Etcd::start(ns);
+        etcd.stop();
+        etcd.listen_also = Some(ip.to_string());
         etcd.run();
         etcd
     }
@@ -86,7 +99,11 @@ impl<'a> Etcd<'a> {
         assert!(self.pid.is_none());
         let data = self.dir.join("data");
         let sch = self.scheme();
-        let clients = format!("{sch}://127.0.0.1:{CLIENT_PORT},{sch}://127.0.0.2:{CLIENT_PORT}");
+        let mut clients =
+            format!("{sch}://127.0.0.1:{CLIENT_PORT},{sch}://127.0.0.2:{CLIENT_PORT}");
+        if let Some(ip) = &self.listen_also {
+            clients += &format!(",{sch}://{ip}:{CLIENT_PORT}");
+        }
         let advertise = format!("{sch}://127.0.0.1:{CLIENT_PORT}");
         let (cert, key, ca) = (
             self.file("server.pem"),
@@ -949,4 +966,153 @@ fn registry_speaks_tls_with_client_certificates() {
         etcd.subnet_value(&cluster::subnet_key(own.subnet)),
         lease_json("10.168.0.2", "0e:00:00:00:00:02")
     );
+}
+
+// --- podfwd run with source = "etcd" ---------------------------------------------------
+
+/// A lab cluster whose node A runs `podfwd run` with `[cluster] source = "etcd"` and
+/// node B is a flanneld-style kernel VXLAN node; etcd runs in node B's namespace and
+/// serves node A over the underlay (10.168.0.3:2379). Both nodes' leases are written
+/// first (flanneld reservations), so node A reuses the subnet its lab pod lives in.
+#[test]
+fn podfwd_takes_its_subnet_and_peers_from_etcd_and_follows_lease_changes() {
+    use podfwd::config::Backend;
+    use podfwd::control::query_routes;
+    use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
+    skip_unless_root!();
+    let spec = ClusterSpec {
+        mode: podfwd::config::Mode::Vxlan,
+        nodes: [NodeKind::Podfwd, NodeKind::KernelVxlan],
+        ..ClusterSpec::default()
+    };
+    let c = Cluster::build_with_backend("clrun", spec, Backend::AfXdp).expect("lab cluster");
+    let etcd = Etcd::start_listening_also(&c.nodes[1], SIDES[1].node_ip);
+    // The lab's pod A lives in 10.244.0.0/24, below flannel's default SubnetMin (the
+    // network's second subnet): lower it, as an operator may.
+    etcd.put(
+        &format!("{PREFIX}/config"),
+        r#"{"Network":"10.244.0.0/16","SubnetMin":"10.244.0.0","Backend":{"Type":"vxlan"}}"#,
+    );
+    for side in &SIDES {
+        let key = side.pod_cidr.replace('/', "-");
+        etcd.put(
+            &format!("{PREFIX}/subnets/{key}"),
+            &lease_json(side.node_ip, side.vtep_mac),
+        );
+    }
+    let subnet_env = c.config_path(0).with_file_name("subnet.env");
+    let toml = format!(
+        "[node]\nip = \"{ip}/24\"\nuplink = \"{ul}\"\npod_interfaces = [\"{pod}\"]\n\
+         [dataplane]\nbackend = \"afxdp\"\ncores = [1]\nqueues = 1\n\
+         [vxlan]\nvtep_mac = \"{vtep}\"\n\
+         [control]\nsocket = \"{sock}\"\n\
+         [cluster]\nsource = \"etcd\"\netcd_endpoints = [\"http://{etcd}:{CLIENT_PORT}\"]\n\
+         subnet_file = \"{env}\"\n",
+        ip = SIDES[0].node_ip,
+        ul = SIDES[0].ul_if,
+        pod = SIDES[0].pod_if,
+        vtep = SIDES[0].vtep_mac,
+        sock = c.socket_path(0).display(),
+        etcd = SIDES[1].node_ip,
+        env = subnet_env.display(),
+    );
+    std::fs::write(c.config_path(0), &toml).unwrap();
+    let exe = crate::traffic::exe();
+    let log = c.log_path(0);
+    let check = std::process::Command::new(exe)
+        .args(["check", "--config"])
+        .arg(c.config_path(0))
+        .output()
+        .unwrap();
+    let check_out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && check_out.contains("come from the registry"),
+        "podfwd check on an etcd node: {check_out}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    c.nodes[0]
+        .spawn_logged(
+            &[
+                exe.to_str().unwrap(),
+                "run",
+                "--config",
+                c.config_path(0).to_str().unwrap(),
+            ],
+            &log,
+        )
+        .expect("podfwd run");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let sock = c.socket_path(0);
+    assert!(
+        wait_until(Duration::from_secs(20), || query_routes(&sock).is_ok()),
+        "podfwd did not come up:\n{}",
+        logs()
+    );
+    // flanneld's subnet.env for the CNI plugin: this node's reserved subnet.
+    let env = std::fs::read_to_string(&subnet_env).expect("subnet.env written");
+    assert!(
+        env.contains("FLANNEL_NETWORK=10.244.0.0/16\n")
+            && env.contains("FLANNEL_SUBNET=10.244.0.1/24\n")
+            && env.contains("FLANNEL_MTU=1450\n"),
+        "{env}"
+    );
+    let route = |prefix: &str| {
+        query_routes(&sock).ok().and_then(|r| {
+            r.routes
+                .into_iter()
+                .find(|r| r.prefix.to_string() == prefix)
+        })
+    };
+    let b = route(SIDES[1].pod_cidr).unwrap_or_else(|| panic!("no route to pod B\n{}", logs()));
+    assert_eq!(b.source, "etcd");
+    // Pod A and pod B (on the kernel node) reach each other through podfwd.
+    for (from, to) in [(0usize, 1usize), (1, 0)] {
+        let out = c.pods[from]
+            .exec_unchecked(&["ping", "-c", "3", "-i", "0.2", "-W", "2", SIDES[to].pod_ip])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ping {} -> {}: {}\n{}",
+            SIDES[from].pod_ip,
+            SIDES[to].pod_ip,
+            String::from_utf8_lossy(&out.stdout),
+            logs()
+        );
+    }
+    // A fourth lease written by hand is routed within 1 s, a changed VtepMAC followed
+    // within 1 s, a deletion removed within 1 s.
+    let key = format!("{PREFIX}/subnets/10.244.7.0-24");
+    etcd.put(&key, &lease_json("10.168.0.9", "0e:00:00:00:00:09"));
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(1), || route("10.244.7.0/24").is_some()),
+        "the new lease is not routed after 1 s\n{}",
+        logs()
+    );
+    let added = t.elapsed();
+    etcd.put(&key, &lease_json("10.168.0.9", "0e:00:00:00:00:19"));
+    assert!(
+        wait_until(Duration::from_secs(1), || {
+            route("10.244.7.0/24")
+                .and_then(|r| r.vtep_mac)
+                .is_some_and(|m| m == "0e:00:00:00:00:19")
+        }),
+        "the changed VtepMAC is not followed after 1 s: {:?}\n{}",
+        route("10.244.7.0/24"),
+        logs()
+    );
+    etcd.ctl(&["del", &key]);
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(1), || route("10.244.7.0/24").is_none()),
+        "the deleted lease is still routed after 1 s\n{}",
+        logs()
+    );
+    eprintln!(
+        "cluster: lease routed after {} ms, deletion after {} ms",
+        added.as_millis(),
+        t.elapsed().as_millis()
+    );
+    // Pod B's route never went away.
+    assert!(route(SIDES[1].pod_cidr).is_some());
 }

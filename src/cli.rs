@@ -1,4 +1,4 @@
-//! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `routes` and `cleanup`, and
+//! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `routes`, `trace` and `cleanup`, and
 //! `completions` and `man`, generated from the same clap definition.
 //!
 //! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
@@ -50,6 +50,9 @@ enum Command {
     Stats(StatsArgs),
     /// Print the live FIB of a running instance: prefix, next hop, mode, source, since.
     Routes(StatsArgs),
+    /// Copy frames at a running instance's verdict point, with the drop reason: one line
+    /// per frame, or a pcapng capture (no root needed, only the control socket).
+    Trace(TraceArgs),
     /// Remove what podfwd installed in the kernel (its VXLAN device and routes); needs root.
     Cleanup(CleanupArgs),
     /// Print a shell completion script to stdout (e.g. `podfwd completions bash`).
@@ -109,6 +112,23 @@ struct StatsArgs {
     socket: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct TraceArgs {
+    /// Only frames the data path dropped.
+    #[arg(long)]
+    drops: bool,
+    /// Stop after N frames (default: until Ctrl-C).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Write a pcapng capture to FILE (`-` for stdout) instead of printing lines; the
+    /// verdict is each packet's comment.
+    #[arg(long, value_name = "FILE.pcapng")]
+    write: Option<PathBuf>,
+    /// The running instance's control socket ([control].socket in its config).
+    #[arg(long, value_name = "PATH", default_value = "/run/podfwd/podfwd.sock")]
+    socket: PathBuf,
+}
+
 /// Why a subcommand failed. Printed as `podfwd: error: <message>`, exit status 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -149,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab(args.mode, args.backend),
         Command::Stats(args) => stats(args.json, args.socket),
         Command::Routes(args) => routes(args.json, args.socket),
+        Command::Trace(args) => trace_command(args),
         Command::Cleanup(args) => cleanup_command(args),
         Command::Completions(args) => completions(args.shell, &mut io::stdout().lock()),
         Command::Man => man_page(&mut io::stdout().lock()),
@@ -271,7 +292,16 @@ fn write_output(out: &mut dyn io::Write, bytes: &[u8]) -> Result<(), CliError> {
 
 /// `podfwd check`: load, validate, resolve, print the plan.
 fn check_command(args: CheckArgs) -> Result<(), CliError> {
-    let config = Config::load(&args.config)?;
+    let config = match Config::load(&args.config) {
+        Err(e) if needs_registry(&e) => {
+            // An etcd node: what the file says; the rest comes from the registry.
+            let node = crate::config::EtcdNode::load(&args.config)?;
+            println!("{}: ok", args.config.display());
+            print!("{}", node.summary());
+            return Ok(());
+        }
+        other => other?,
+    };
     let (plan, notes) = resolve_plan(&config, Strictness::Check)?;
     println!("{}: ok", args.config.display());
     print!("{plan}");
@@ -317,16 +347,41 @@ fn cleanup_command(args: CleanupArgs) -> Result<(), CliError> {
 /// `podfwd run`: load, validate and resolve, then hand over to the control plane; on
 /// SIGHUP the file is read again the same way (and refused with `podfwd check`'s
 /// message when invalid).
+/// Whether `Config::load` refused the file because its peers come from the registry.
+fn needs_registry(e: &crate::config::ConfigError) -> bool {
+    e.problem() == Some(&crate::config::Problem::NeedsRegistry)
+}
+
 fn run_command(args: RunArgs) -> Result<(), CliError> {
     let load = |path: &std::path::Path| -> Result<Plan, CliError> {
         let config = Config::load(path)?;
         Ok(resolve_plan(&config, Strictness::Run)?.0)
     };
-    let plan = load(&args.config)?;
+    let plan = match load(&args.config) {
+        Err(CliError::Config(e)) if needs_registry(&e) => return run_etcd_node(args),
+        other => other?,
+    };
     let path = args.config.clone();
     // The messages name the file already (as `podfwd check` prints them).
     let source =
         crate::control::source::StaticFile::new(move || load(&path).map_err(|e| e.to_string()));
+    crate::control::run(
+        &plan,
+        Box::new(source),
+        args.stats_interval.map(Duration::from_secs),
+    )
+    .map_err(|e| CliError::Other(Box::new(e)))
+}
+
+/// `podfwd run` of an etcd node: its subnet and peers from flannel's registry.
+fn run_etcd_node(args: RunArgs) -> Result<(), CliError> {
+    let resolve: crate::control::etcd::Resolve = Box::new(|config: &Config| {
+        resolve_plan(config, Strictness::Run)
+            .map(|(plan, _)| plan)
+            .map_err(|e| e.to_string())
+    });
+    let (plan, source) = crate::control::etcd::start(&args.config, resolve)
+        .map_err(|why| CliError::Other(why.into()))?;
     crate::control::run(
         &plan,
         Box::new(source),
@@ -376,6 +431,18 @@ pub fn routes(json: bool, socket: PathBuf) -> Result<(), CliError> {
         print!("{}", reply.to_text());
     }
     Ok(())
+}
+
+/// `podfwd trace`: frames of a running instance at the verdict point.
+fn trace_command(args: TraceArgs) -> Result<(), CliError> {
+    let opts = crate::trace::client::TraceOptions {
+        drops_only: args.drops,
+        count: args.count,
+        write: args.write,
+    };
+    crate::trace::client::run(&args.socket, &opts)
+        .map(|_| ())
+        .map_err(|e| CliError::Other(Box::new(e)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

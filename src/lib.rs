@@ -40,4 +40,5 @@ pub mod notify;
 pub mod partial_csum;
 pub mod pipeline;
 pub mod plan;
+pub mod trace;
 pub mod wire;

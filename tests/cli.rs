@@ -125,7 +125,7 @@ fn help_lists_the_subcommands_and_explains_their_options() {
     let out = podfwd(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for sub in ["run", "check", "lab", "stats", "routes", "cleanup"] {
+    for sub in ["run", "check", "lab", "stats", "routes", "trace", "cleanup"] {
         assert!(
             help.contains(&format!("  {sub} ")),
             "{sub} missing from:\n{help}"
@@ -140,6 +140,15 @@ fn help_lists_the_subcommands_and_explains_their_options() {
         ),
         ("stats", &["--json", "--socket <PATH>"][..]),
         ("routes", &["--json", "--socket <PATH>"][..]),
+        (
+            "trace",
+            &[
+                "--drops",
+                "--count <N>",
+                "--write <FILE.pcapng>",
+                "--socket <PATH>",
+            ][..],
+        ),
         ("cleanup", &["--config <FILE>"][..]),
     ] {
         let out = podfwd(&[sub, "--help"]);
@@ -206,6 +215,18 @@ fn stats_without_a_running_instance_fails_with_a_clear_message() {
         stderr.starts_with("podfwd: error: ") && stderr.contains("no podfwd is running"),
         "{stderr}"
     );
+}
+
+#[test]
+fn trace_without_a_running_instance_fails_with_a_clear_message() {
+    let out = podfwd(&["trace", "--drops", "--socket", "/nonexistent/podfwd.sock"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("podfwd: error: ") && stderr.contains("no podfwd is running there"),
+        "{stderr}"
+    );
+    assert_eq!(podfwd(&["trace", "--count", "0"]).status.code(), Some(2));
 }
 
 /// The subcommands `podfwd --help` lists (its "Commands:" section), without `help`.

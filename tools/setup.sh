@@ -12,7 +12,9 @@ PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
       # Prometheus client parses /metrics (both for Debian's /usr/bin/python3).
       systemd groff-base python3-yaml python3-prometheus-client
       protobuf-compiler  # protoc: etcd-client's build script compiles etcd's gRPC protos
-      etcd-server etcd-client)  # a real etcd + etcdctl for netns-tests/cluster.rs
+      etcd-server etcd-client  # a real etcd + etcdctl for netns-tests/cluster.rs
+      # tests/trace.rs: Wireshark's tshark reads the pcapng `podfwd trace --write` makes.
+      tshark)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

@@ -93,6 +93,12 @@ pub trait Backend {
     /// The kernel changed something its remembered answers depend on (or a second
     /// passed): forget them all.
     fn forget_kernel_answers(&self) {}
+    /// Before [`Backend::start`]: every worker records its batches at the verdict point
+    /// into its own tracer of `hub` while a `podfwd trace` client is attached.
+    fn trace_into(&mut self, hub: crate::trace::TraceHub);
+    /// Each worker's CPU and live counters, for the metrics endpoint (read, never
+    /// written, by its thread).
+    fn worker_sources(&self) -> Vec<crate::metrics::WorkerSource>;
     /// Destinations the workers dropped for lack of a MAC since the last call.
     fn drain_misses(&mut self, out: &mut Vec<Ipv4Addr>);
     /// The counters, per worker, plus what the backend counts itself.
@@ -170,6 +176,16 @@ impl Workers {
             thread,
         });
         Ok(())
+    }
+
+    pub fn sources(&self) -> Vec<crate::metrics::WorkerSource> {
+        self.threads
+            .iter()
+            .map(|w| crate::metrics::WorkerSource {
+                core: w.core,
+                counters: w.shared.clone(),
+            })
+            .collect()
     }
 
     pub fn counters(&self) -> Vec<(usize, Counters)> {

@@ -10,6 +10,7 @@
 //! One thread runs [`run`]'s loop: neighbour events (waiting up to 50 ms for them), the
 //! uplink's state, resolution, the control socket, the stats line, reloads.
 
+pub mod etcd;
 pub mod kernel;
 pub mod neighbours;
 pub mod reload;
@@ -42,6 +43,8 @@ use std::time::{Duration, Instant};
 pub enum RunError {
     #[error("podfwd run needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF) to attach XDP programs and open AF_XDP sockets; it runs as uid {uid}")]
     NotRoot { uid: u32 },
+    #[error(transparent)]
+    Metrics(crate::metrics::MetricsError),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -131,7 +134,12 @@ pub fn run(
     fib.set_known_vteps(&peer_ips(plan));
     let neighbours = Neighbours::open(backend.ports(), &mut fib, plan)?;
 
-    let control = ControlServer::bind(&plan.control.socket)?;
+    let mut control = ControlServer::bind(&plan.control.socket)?;
+    // `podfwd trace`: every worker gets a tracer of this hub; the control socket hands
+    // trace clients to it.
+    let trace = crate::trace::TraceHub::new(plan.ports.iter().map(|p| p.name.clone()).collect());
+    backend.trace_into(trace.clone());
+    control.serve_trace(trace);
     // The backend may remember the kernel's answers (the classifier's flow cache) while
     // this loop follows every change they depend on and makes it forget them.
     let changes = if backend.kernel_slow_path() {
@@ -154,6 +162,16 @@ pub fn run(
         return Err(e.into());
     }
     let started = Instant::now();
+    // Metrics read the workers' published counters; the loop publishes the rest.
+    let metrics = crate::metrics::Metrics::new();
+    metrics.set_workers(backend.worker_sources());
+    let metrics_server = match crate::metrics::serve(&plan.metrics, &metrics) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = backend.stop();
+            return Err(RunError::Metrics(e));
+        }
+    };
     eprintln!(
         "podfwd: forwarding on {} ({} worker{}, backend {}, mode {}), control socket {}",
         plan.ports
@@ -182,7 +200,19 @@ pub fn run(
         source_name: source.name(),
         changes,
         last_forget: Instant::now(),
+        metrics,
     };
+    if let Some(m) = &metrics_server {
+        eprintln!("podfwd: metrics at http://{}/metrics", m.local_addr());
+    }
+    // systemd (Type=notify): started once the workers run.
+    let _ = crate::notify::ready();
+    let _ = crate::notify::status(&format!(
+        "forwarding: backend {}, mode {}, {} route(s)",
+        node_state.backend.kind(),
+        plan.dataplane.mode,
+        plan.routes.len()
+    ));
     let result = node_state.control_loop(
         &stop,
         &hup,
@@ -191,7 +221,9 @@ pub fn run(
         stats_interval,
         started,
     );
+    let _ = crate::notify::stopping();
     drop(control);
+    drop(metrics_server);
     let (total, stopped) = node_state.backend.stop();
     eprintln!(
         "podfwd: stopped after {:.1} s: rx {} tx {} drops {}",
@@ -226,6 +258,7 @@ struct Node {
     /// remembers none).
     changes: Option<netlink::KernelChanges>,
     last_forget: Instant,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Node {
@@ -296,9 +329,25 @@ impl Node {
                     last_print = (Instant::now(), total);
                 }
             }
-            if let Some(result) = source.poll(hup.swap(false, Ordering::Relaxed)) {
+            let reload = hup.swap(false, Ordering::Relaxed);
+            if reload {
+                let _ = crate::notify::reloading();
+            }
+            if let Some(result) = source.poll(reload) {
                 self.reload(result);
             }
+            if reload {
+                let _ = crate::notify::ready();
+            }
+            self.metrics
+                .publish_every(crate::metrics::PUBLISH_INTERVAL, || {
+                    crate::metrics::ControlSnapshot {
+                        classifier: self.backend.stats(started.elapsed()).classifier,
+                        fib_routes: self.table.len() as u64,
+                        peers: self.plan.peers.len() as u64,
+                        ..Default::default()
+                    }
+                });
             if let Some(core) = self.backend.ended_worker() {
                 return Err(RunError::Worker {
                     core,

@@ -39,6 +39,15 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// Routes in the FIB that the control plane wrote.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Writes the routes of `desired` that are new or changed into the FIB (each
     /// publish is atomic for the workers); routes absent from `desired` stay until
     /// [`RouteTable::remove_absent`], so a caller can update what else follows the

@@ -215,6 +215,8 @@ pub enum ControlError {
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    /// Serves `trace` requests (the stream is handed to the hub's own threads).
+    trace: Option<crate::trace::TraceHub>,
 }
 
 impl ControlServer {
@@ -244,7 +246,13 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
+            trace: None,
         })
+    }
+
+    /// From now on `trace` requests attach to `hub` (`podfwd trace`).
+    pub fn serve_trace(&mut self, hub: crate::trace::TraceHub) {
+        self.trace = Some(hub);
     }
 
     pub fn path(&self) -> &Path {
@@ -261,7 +269,7 @@ impl ControlServer {
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
                     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                    let _ = Self::answer(stream, &stats, &routes);
+                    let _ = Self::answer(stream, &stats, &routes, self.trace.as_ref());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
@@ -273,9 +281,16 @@ impl ControlServer {
         stream: UnixStream,
         stats: &impl Fn() -> StatsReply,
         routes: &impl Fn() -> RoutesReply,
+        trace: Option<&crate::trace::TraceHub>,
     ) -> io::Result<()> {
         let mut line = String::new();
         BufReader::new(&stream).read_line(&mut line)?;
+        if let (Some(hub), true) = (trace, line.trim_start().starts_with("trace")) {
+            // The hub serves the stream from its own thread; a bad request is answered
+            // there with an error record.
+            let _ = hub.attach(stream, line.trim());
+            return Ok(());
+        }
         let mut w = &stream;
         match line.trim() {
             "stats" => {
@@ -288,7 +303,7 @@ impl ControlServer {
             }
             other => {
                 let body = serde_json::json!({
-                    "error": format!("unknown request {other:?}; try stats or routes")
+                    "error": format!("unknown request {other:?}; try stats, routes or trace")
                 });
                 writeln!(w, "{body}")
             }
@@ -454,7 +469,7 @@ mod tests {
         );
         let e = bad.unwrap_err().to_string();
         assert!(
-            e.contains("unknown request \\\"nonsense\\\"; try stats or routes"),
+            e.contains("unknown request \\\"nonsense\\\"; try stats, routes or trace"),
             "{e}"
         );
     }

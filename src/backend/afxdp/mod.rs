@@ -44,6 +44,8 @@ pub struct AfXdp {
     /// The classifiers' flow cache: off, FIB answers, or FIB and conntrack answers
     /// ([`Backend::remember_kernel_answers`]).
     flow_cache: Option<bool>,
+    /// Where the workers' tracers come from ([`Backend::trace_into`]).
+    trace: Option<crate::trace::TraceHub>,
 }
 
 impl AfXdp {
@@ -85,6 +87,7 @@ impl AfXdp {
             kinds: Vec::new(),
             classifiers: Vec::new(),
             flow_cache: None,
+            trace: None,
             workers: Workers::default(),
             misses: Vec::new(),
         })
@@ -228,13 +231,16 @@ impl Backend for AfXdp {
         for (sockets, core) in worker_sockets.into_iter().zip(cores.iter().copied()) {
             let shared = Arc::new(SharedCounters::default());
             let misses = Arc::new(Misses::default());
-            let worker = Worker::new(
+            let mut worker = Worker::new(
                 sockets,
                 Pipeline::new(node, fib.clone()),
                 shared.clone(),
                 misses.clone(),
                 Some(handoff.clone()),
             );
+            if let Some(hub) = &self.trace {
+                worker = worker.with_tracer(hub.tracer(u16::try_from(core).unwrap_or(u16::MAX)));
+            }
             self.workers
                 .spawn(format!("podfwd-w{core}"), core, shared, move |stop| {
                     worker.run(stop)
@@ -286,6 +292,14 @@ impl Backend for AfXdp {
 
     fn worker_counters(&self) -> Vec<(usize, Counters)> {
         self.workers.counters()
+    }
+
+    fn trace_into(&mut self, hub: crate::trace::TraceHub) {
+        self.trace = Some(hub);
+    }
+
+    fn worker_sources(&self) -> Vec<crate::metrics::WorkerSource> {
+        self.workers.sources()
     }
 
     fn ended_worker(&self) -> Option<usize> {

@@ -76,9 +76,17 @@ pub struct Worker {
     /// Where frames the pipeline cannot finish go: the kernel's slow path. `None` only
     /// in tests that run a worker without it (such frames are then dropped, counted).
     handoff: Option<Arc<Handoff>>,
+    /// Copies batches at the verdict point while a `podfwd trace` client is attached.
+    tracer: Option<crate::trace::Tracer>,
 }
 
 impl Worker {
+    /// Records every batch at the verdict point into `tracer` while it is active.
+    pub fn with_tracer(mut self, tracer: crate::trace::Tracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
     pub fn new(
         sockets: WorkerSockets,
         pipeline: Pipeline,
@@ -93,6 +101,7 @@ impl Worker {
             shared,
             misses,
             handoff,
+            tracer: None,
         }
     }
 
@@ -223,6 +232,9 @@ impl Worker {
         let s = &mut self.sockets;
         self.pipeline
             .process(&mut pkts[..], &mut verdicts[..n], &mut self.counters);
+        if let Some(t) = self.tracer.as_mut().and_then(|t| t.active()) {
+            t.record_batch(pkts, &verdicts[..n], std::time::SystemTime::now());
+        }
         for ((pkt, v), d) in pkts.iter_mut().zip(verdicts.iter()).zip(descs.iter_mut()) {
             let data_off = d.addr() % FRAME_SIZE as usize;
             match *v {

@@ -85,6 +85,8 @@ pub struct TunBackend {
     /// The routes into the TUN podfwd installed (`<peer subnet> dev <tun>`).
     installed: BTreeSet<Ipv4Net>,
     workers: Workers,
+    /// Where the workers' tracers come from ([`Backend::trace_into`]).
+    trace: Option<crate::trace::TraceHub>,
 }
 
 impl TunBackend {
@@ -181,6 +183,7 @@ impl TunBackend {
             sockets,
             installed: BTreeSet::new(),
             workers: Workers::default(),
+            trace: None,
         })
     }
 
@@ -242,7 +245,7 @@ impl Backend for TunBackend {
         {
             let core = self.cores[q];
             let shared = Arc::new(SharedCounters::default());
-            let w = Worker::new(
+            let mut w = Worker::new(
                 self.tun.fd(q),
                 udp,
                 packet,
@@ -256,6 +259,9 @@ impl Backend for TunBackend {
                     udp_gso: plan.tun.offload,
                 },
             );
+            if let Some(hub) = &self.trace {
+                w = w.with_tracer(hub.tracer(u16::try_from(core).unwrap_or(u16::MAX)));
+            }
             self.workers
                 .spawn(format!("podfwd-tun{core}"), core, shared, move |stop| {
                     w.run(stop)
@@ -299,6 +305,14 @@ impl Backend for TunBackend {
 
     fn worker_counters(&self) -> Vec<(usize, Counters)> {
         self.workers.counters()
+    }
+
+    fn trace_into(&mut self, hub: crate::trace::TraceHub) {
+        self.trace = Some(hub);
+    }
+
+    fn worker_sources(&self) -> Vec<crate::metrics::WorkerSource> {
+        self.workers.sources()
     }
 
     fn ended_worker(&self) -> Option<usize> {

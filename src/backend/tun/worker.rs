@@ -149,9 +149,17 @@ pub struct Worker {
     shared: Arc<SharedCounters>,
     /// A failed TUN write was reported on stderr (once per worker).
     write_error_logged: bool,
+    /// Copies batches at the verdict point while a `podfwd trace` client is attached.
+    tracer: Option<crate::trace::Tracer>,
 }
 
 impl Worker {
+    /// Records every batch at the verdict point into `tracer` while it is active.
+    pub fn with_tracer(mut self, tracer: crate::trace::Tracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
     /// A worker over the TUN queue `tun` (kept open by the caller until `run` returns),
     /// the VXLAN socket (vxlan/auto) and the uplink's packet socket (host-gw/auto).
     /// `max_packet` bounds the IP packets and VXLAN datagrams it must carry.
@@ -204,6 +212,7 @@ impl Worker {
             counters: Counters::default(),
             shared,
             write_error_logged: false,
+            tracer: None,
         }
     }
 
@@ -503,6 +512,9 @@ impl Worker {
         let mut verdicts = [Verdict::ToKernel; BATCH];
         self.pipeline
             .process(&mut pkts[..n], &mut verdicts[..n], &mut self.counters);
+        if let Some(t) = self.tracer.as_mut().and_then(|t| t.active()) {
+            t.record_batch(&pkts[..n], &verdicts[..n], std::time::SystemTime::now());
+        }
 
         // SAFETY: plain old data; zero is a valid value.
         let mut udp_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
