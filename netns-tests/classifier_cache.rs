@@ -164,6 +164,78 @@ fn classifier_cost_per_frame_of_each_kernel_lookup() {
     });
 }
 
+/// VXLAN from the peer node to a local pod, as it arrives on the uplink.
+fn vxlan_frame(up_mac: [u8; 6], sport_seed: u8) -> Vec<u8> {
+    let inner = ethernet(
+        [0x0e, 0, 0, 0, 0, 0x0a],
+        [0x0e, 0, 0, 0, 0, 0x0b],
+        &ipv4_udp(PEER_POD, LOCAL_POD, 64, 5201, &[sport_seed; 18]),
+    );
+    let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    vx.extend_from_slice(&inner);
+    let mut outer = ipv4_udp(PEER_NODE.parse().unwrap(), NODE_IP, 64, 8472, &vx);
+    // ipv4_udp's source port is fixed; VXLAN's is any.
+    outer[20..22].copy_from_slice(&49152u16.to_be_bytes());
+    ethernet(up_mac, [0x02, 0, 0, 0, 0x0c, 0x03], &outer)
+}
+
+/// Not a pass/fail test: the same as [`classifier_cost_per_frame_of_each_kernel_lookup`]
+/// for VXLAN decapsulated on the uplink (the inner packet to a local pod).
+#[test]
+#[ignore = "measurement: run by hand with --ignored --nocapture"]
+fn classifier_cost_per_vxlan_frame_of_each_kernel_lookup() {
+    skip_unless_root!();
+    let node = host_gw_node("costvx");
+    node.dut
+        .neigh_permanent("10.244.0.5", "02:00:00:00:0c:05", "pod0")
+        .unwrap();
+    in_ns(&node.dut, || {
+        pin_to_cpu0();
+        let full = Ownership::for_mode(Mode::Vxlan);
+        let up0 = netlink::interface("up0").unwrap();
+        let pod0 = netlink::interface("pod0").unwrap();
+        let c = Classifier::load("up0", Role::Uplink, &cost_settings()).unwrap();
+        c.set_vteps(&[PEER_NODE.parse().unwrap()]).unwrap();
+        c.set_ports(&[(up0.index, PortKind::Uplink), (pod0.index, PortKind::Pod)])
+            .unwrap();
+        let frame = vxlan_frame(up0.mac.octets(), 1);
+        for (name, own) in [
+            ("no kernel lookups", full.without_kernel_checks()),
+            ("FIB + conntrack", full),
+            (
+                "flow cache hit",
+                Ownership {
+                    flow_cache: true,
+                    flow_cache_conntrack: true,
+                    ..full
+                },
+            ),
+        ] {
+            c.set_ownership(&own).unwrap();
+            let moved = run(&c, &frame, up0.index, 1000);
+            assert!(
+                moved.contains(&(Stat::OwnedVxlan, 1000)),
+                "{name}: the frame must be owned: {moved:?}"
+            );
+            let ns: Vec<f64> = (0..7)
+                .map(|_| c.test_run(&frame, up0.index, 1_000_000).unwrap().per_run.as_secs_f64() * 1e9)
+                .collect();
+            println!("classifier cost (vxlan): {name:<20} {:7.1} ns/frame", median(ns));
+        }
+    });
+}
+
+fn cost_settings() -> Settings {
+    Settings {
+        node_ip: NODE_IP,
+        vxlan_port: 8472,
+        pod_cidr: "10.244.0.0/24".parse().unwrap(),
+        vni: 1,
+        vtep_mac: [0x0e, 0, 0, 0, 0, 0x0a],
+        vtep_ifindex: 0,
+    }
+}
+
 /// Pins the calling thread to CPU 0: the flow cache is per CPU, and test runs execute
 /// on the caller's CPU.
 fn pin_to_cpu0() {

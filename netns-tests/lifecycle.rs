@@ -1331,3 +1331,106 @@ fn pod_packets_with_ip_options_are_forwarded() {
         c.logs()
     );
 }
+
+/// What the operator sees: `podfwd trace --drops` shows a malformed VXLAN frame and one
+/// from an unknown VTEP with their reasons, as text and as a pcapng Wireshark reads;
+/// `/metrics` (the lab serves it on each node's 127.0.0.1:9472) parses with Prometheus'
+/// own parser and its counters grow with the traffic.
+#[test]
+fn trace_shows_drops_with_their_reasons_and_metrics_grow_during_traffic() {
+    skip_unless_root!();
+    let mut c = cluster("lctrace", [NodeKind::Podfwd, NodeKind::Podfwd]);
+    start(&mut c, A);
+    start(&mut c, B);
+    assert_pod_ping(&c);
+    let sock = c.socket_path(A);
+    let pcap = c.config_path(A).with_file_name("drops.pcapng");
+    let spawn_trace = |extra: &[&str]| {
+        std::process::Command::new(podfwd_exe())
+            .args(["trace", "--drops", "--count", "2", "--socket"])
+            .arg(&sock)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("podfwd trace")
+    };
+    let text = spawn_trace(&[]);
+    let file = spawn_trace(&["--write", pcap.to_str().unwrap()]);
+    // Both clients attached (the hub says hello first); then the two bad frames.
+    thread::sleep(Duration::from_millis(500));
+    let a_vtep = SIDES[A].vtep_mac;
+    let truncated = ethernet(
+        SIDES[A].node_ul_mac,
+        SIDES[B].node_ul_mac,
+        &ipv4_udp(SIDES[B].node_ip, SIDES[A].node_ip, 64, VXLAN_PORT, &[0x08, 0, 0, 0]),
+    );
+    let unknown = vxlan_frame("10.168.0.99", 0x08, 1, &inner_frame("trace-unknown", a_vtep));
+    let sent = std::time::Instant::now();
+    send_frames(&c.nodes[B], SIDES[B].ul_if, &[&truncated, &unknown]).expect("inject");
+    let wait = |child: std::process::Child, what: &str| {
+        let out = child.wait_with_output().expect("podfwd trace ends");
+        assert!(
+            out.status.success(),
+            "{what}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            c.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let lines = wait(text, "podfwd trace --drops --count 2");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the drops reached the client within a second or so ({:?})",
+        sent.elapsed()
+    );
+    assert!(
+        lines.contains("bad_vxlan") && lines.contains("unknown_vtep"),
+        "both drops with their reasons:\n{lines}"
+    );
+    assert!(lines.contains("10.168.0.99"), "{lines}");
+    wait(file, "podfwd trace --write");
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-T", "fields", "-e", "frame.comment", "-e", "ip.src"])
+        .output()
+        .expect("tshark (tools/setup.sh installs it)");
+    let fields = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && fields.contains("bad_vxlan") && fields.contains("unknown_vtep"),
+        "tshark reads the capture with the reasons as comments:\n{fields}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Metrics: two scrapes around 20 pings; rx and the drop counter as Prometheus parses them.
+    let scrape = || -> std::collections::BTreeMap<String, f64> {
+        const SCRIPT: &str = "import urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+t = urllib.request.urlopen('http://127.0.0.1:9472/metrics', timeout=5).read().decode()
+for f in text_string_to_metric_families(t):
+    for s in f.samples:
+        if s.name == 'podfwd_rx_packets_total' or (s.name == 'podfwd_drops_total' and s.labels.get('reason') == 'unknown_vtep'):
+            print(s.name, s.value)
+";
+        let out = c.nodes[A]
+            .exec(&["/usr/bin/python3", "-c", SCRIPT])
+            .unwrap_or_else(|e| panic!("scraping /metrics: {e}\n{}", c.logs()));
+        let mut m = std::collections::BTreeMap::new();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let (k, v) = l.split_once(' ').unwrap();
+            *m.entry(k.to_string()).or_insert(0.0) += v.parse::<f64>().unwrap();
+        }
+        m
+    };
+    let before = scrape();
+    assert_ping(&c, &c.pods[A], SIDES[B].pod_ip, 20);
+    thread::sleep(Duration::from_millis(1100)); // the control loop publishes once a second
+    let after = scrape();
+    assert!(
+        after["podfwd_rx_packets_total"] >= before["podfwd_rx_packets_total"] + 20.0,
+        "rx grew by the pings: {before:?} -> {after:?}"
+    );
+    assert!(after["podfwd_drops_total"] >= 1.0, "{after:?}");
+}

@@ -371,6 +371,9 @@ vtep_mac = "{vtep}"
 socket = "{socket}"
 bpf_pin_dir = "/sys/fs/bpf/{nsname}"
 
+[metrics]
+listen = "127.0.0.1:9472"  # inside the node's namespace: one per node, no clash
+
 [tun]
 name = "podfwd0"
 offload = {offload}
