@@ -218,9 +218,18 @@ fn classifier_cost_per_vxlan_frame_of_each_kernel_lookup() {
                 "{name}: the frame must be owned: {moved:?}"
             );
             let ns: Vec<f64> = (0..7)
-                .map(|_| c.test_run(&frame, up0.index, 1_000_000).unwrap().per_run.as_secs_f64() * 1e9)
+                .map(|_| {
+                    c.test_run(&frame, up0.index, 1_000_000)
+                        .unwrap()
+                        .per_run
+                        .as_secs_f64()
+                        * 1e9
+                })
                 .collect();
-            println!("classifier cost (vxlan): {name:<20} {:7.1} ns/frame", median(ns));
+            println!(
+                "classifier cost (vxlan): {name:<20} {:7.1} ns/frame",
+                median(ns)
+            );
         }
     });
 }

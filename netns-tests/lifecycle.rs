@@ -1363,9 +1363,20 @@ fn trace_shows_drops_with_their_reasons_and_metrics_grow_during_traffic() {
     let truncated = ethernet(
         SIDES[A].node_ul_mac,
         SIDES[B].node_ul_mac,
-        &ipv4_udp(SIDES[B].node_ip, SIDES[A].node_ip, 64, VXLAN_PORT, &[0x08, 0, 0, 0]),
+        &ipv4_udp(
+            SIDES[B].node_ip,
+            SIDES[A].node_ip,
+            64,
+            VXLAN_PORT,
+            &[0x08, 0, 0, 0],
+        ),
     );
-    let unknown = vxlan_frame("10.168.0.99", 0x08, 1, &inner_frame("trace-unknown", a_vtep));
+    let unknown = vxlan_frame(
+        "10.168.0.99",
+        0x08,
+        1,
+        &inner_frame("trace-unknown", a_vtep),
+    );
     let sent = std::time::Instant::now();
     send_frames(&c.nodes[B], SIDES[B].ul_if, &[&truncated, &unknown]).expect("inject");
     let wait = |child: std::process::Child, what: &str| {
