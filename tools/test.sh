@@ -12,7 +12,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 # Tests run in release: the property and LPM stress tests are much faster optimised.
-cargo test --release --lib --bins --test cli --test deploy
+cargo test --release --lib --bins --test cli --test deploy --test trace
 cargo test --release -p podfwd-bench
 echo "== netns tests (one at a time: the churn, SIGKILL and PMTU tests bound losses and"
 echo "   recovery times, which a second cluster on the same 2 cores would distort)"

@@ -16,7 +16,7 @@
 //! A lost notification (`ENOBUFS`) counts as a change. Every message is parsed with its
 //! lengths checked; a malformed one counts as a change too (forgetting is always safe).
 
-use super::socket::{attrs, messages, wait_readable, RtSocket};
+use super::socket::{attrs, messages, wait_any, RtSocket};
 use super::{NetlinkError, Result};
 use netlink_sys::{Socket, SocketAddr};
 use std::io;
@@ -183,41 +183,6 @@ pub(crate) fn nat_entries(datagram: &[u8]) -> u64 {
         }
     }
     n
-}
-
-/// Waits until one of `fds` is readable or `timeout` passes.
-pub fn wait_any(fds: &[RawFd], timeout: Duration) -> io::Result<bool> {
-    match fds {
-        [] => {
-            std::thread::sleep(timeout);
-            Ok(false)
-        }
-        [fd] => wait_readable(*fd, timeout),
-        _ => {
-            let mut pfds: Vec<libc::pollfd> = fds
-                .iter()
-                .map(|&fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            let ms = timeout
-                .as_micros()
-                .div_ceil(1000)
-                .min(libc::c_int::MAX as u128) as libc::c_int;
-            // SAFETY: `pfds` holds `pfds.len()` initialised pollfds and outlives the call.
-            let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(false);
-                }
-                return Err(e);
-            }
-            Ok(r > 0)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ mod socket;
 #[cfg(test)]
 mod tests;
 
-pub use changes::{wait_any, Changes, KernelChanges};
+pub use changes::{Changes, KernelChanges};
 pub use kernel_objects::{
     describe_route, FdbRecord, KernelObjects, LinkDetails, NeighbourRecord, NewRoute, NewVxlan,
     RouteRecord, VxlanInfo, RT_TABLE_MAIN,
@@ -48,6 +48,7 @@ pub use neigh::{
     NeighbourMonitor,
 };
 pub use route::{delete_route, replace_route, set_link_up};
+pub use socket::wait_any;
 
 use std::io;
 use std::time::Duration;

@@ -355,19 +355,28 @@ impl RtSocket {
 /// Waits until `fd` is readable or `timeout` passes; true if readable. An interrupted
 /// wait counts as "not readable yet".
 pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    wait_any(&[fd], timeout)
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes; true if one is. An
+/// interrupted wait counts as "not readable yet".
+pub fn wait_any(fds: &[RawFd], timeout: Duration) -> io::Result<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     // Round up so that a sub-millisecond timeout still waits a little.
     let ms = timeout
         .as_micros()
         .div_ceil(1000)
         .min(libc::c_int::MAX as u128) as libc::c_int;
-    // SAFETY: `pfd` is a valid, initialised pollfd that lives across the call, and the
-    // count passed is 1, matching the single element.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    // SAFETY: `pfds` holds `pfds.len()` initialised pollfds and lives across the call
+    // (poll with no descriptors just sleeps).
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
