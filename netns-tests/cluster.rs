@@ -1005,7 +1005,7 @@ fn podfwd_takes_its_subnet_and_peers_from_etcd_and_follows_lease_changes() {
         "[node]\nip = \"{ip}/24\"\nuplink = \"{ul}\"\npod_interfaces = [\"{pod}\"]\n\
          [dataplane]\nbackend = \"afxdp\"\ncores = [1]\nqueues = 1\n\
          [vxlan]\nvtep_mac = \"{vtep}\"\n\
-         [control]\nsocket = \"{sock}\"\n\
+         [control]\nsocket = \"{sock}\"\n[metrics]\nlisten = \"127.0.0.1:9472\"\n\
          [cluster]\nsource = \"etcd\"\netcd_endpoints = [\"http://{etcd}:{CLIENT_PORT}\"]\n\
          subnet_file = \"{env}\"\n",
         ip = SIDES[0].node_ip,
@@ -1115,4 +1115,35 @@ fn podfwd_takes_its_subnet_and_peers_from_etcd_and_follows_lease_changes() {
     );
     // Pod B's route never went away.
     assert!(route(SIDES[1].pod_cidr).is_some());
+    // /metrics: the route source is etcd, connected, at a revision, with a lease.
+    thread_sleep_publish();
+    let out = c.nodes[0]
+        .exec(&[
+            "/usr/bin/python3",
+            "-c",
+            "import urllib.request\n\
+             from prometheus_client.parser import text_string_to_metric_families\n\
+             t = urllib.request.urlopen('http://127.0.0.1:9472/metrics', timeout=5).read().decode()\n\
+             for f in text_string_to_metric_families(t):\n\
+             \x20   for s in f.samples:\n\
+             \x20       if s.name.startswith('podfwd_route_source') or s.name.startswith('podfwd_lease'):\n\
+             \x20           print(s.name, s.labels.get('source', ''), s.value)\n",
+        ])
+        .unwrap_or_else(|e| panic!("scraping /metrics: {e}\n{}", logs()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("podfwd_route_source_connected etcd 1")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("podfwd_route_source_revision etcd") && !l.ends_with(" 0.0")),
+        "{text}"
+    );
+}
+
+/// The control loop publishes the metrics snapshot once a second.
+fn thread_sleep_publish() {
+    std::thread::sleep(Duration::from_millis(1100));
 }

@@ -197,16 +197,21 @@ impl EtcdSource {
             }
         }
     }
-
-    /// The registry's state (connected, revision, lease expiry), for metrics.
-    pub fn state(&self) -> cluster::RegistryState {
-        self.registry.state()
-    }
 }
 
 impl RouteSource for EtcdSource {
     fn name(&self) -> &'static str {
         "etcd"
+    }
+
+    fn state(&self) -> crate::metrics::RouteSourceState {
+        let s = self.registry.state();
+        crate::metrics::RouteSourceState {
+            kind: "etcd",
+            connected: s.connected,
+            revision: Some(s.last_revision),
+            lease_expiry: s.own_expires,
+        }
     }
 
     fn poll(&mut self, reload: bool) -> Option<Result<Plan, String>> {

@@ -345,7 +345,7 @@ impl Node {
                         classifier: self.backend.stats(started.elapsed()).classifier,
                         fib_routes: self.table.len() as u64,
                         peers: self.plan.peers.len() as u64,
-                        ..Default::default()
+                        route_source: source.state(),
                     }
                 });
             if let Some(core) = self.backend.ended_worker() {

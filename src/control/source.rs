@@ -16,6 +16,10 @@ pub trait RouteSource {
     /// for a reload (SIGHUP). Returns the new desired plan when there is one, or why the
     /// source's new state was refused (the message is logged; the running routes stay).
     fn poll(&mut self, reload: bool) -> Option<Result<Plan, String>>;
+    /// How the source is doing, for `/metrics` (a file is always "connected").
+    fn state(&self) -> crate::metrics::RouteSourceState {
+        crate::metrics::RouteSourceState::default()
+    }
 }
 
 /// The config file's `[[peers]]`: the file is read again on SIGHUP.
