@@ -90,6 +90,16 @@ fn pod_frame(dut_mac: [u8; 6], sport_seed: u8) -> Vec<u8> {
     )
 }
 
+/// ns per run of 7 rounds of 1 M test runs of `frame`.
+fn rounds_ns(c: &Classifier, frame: &[u8], ifindex: u32) -> Vec<f64> {
+    (0..7)
+        .map(|_| {
+            let r = c.test_run(frame, ifindex, 1_000_000).unwrap();
+            r.per_run.as_secs_f64() * 1e9
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -150,12 +160,7 @@ fn classifier_cost_per_frame_of_each_kernel_lookup() {
                 1000,
                 "{name}: the frame must be owned: {nonzero:?}"
             );
-            let ns: Vec<f64> = (0..7)
-                .map(|_| {
-                    let r = c.test_run(&frame, ifindex, 1_000_000).unwrap();
-                    r.per_run.as_secs_f64() * 1e9
-                })
-                .collect();
+            let ns = rounds_ns(&c, &frame, ifindex);
             rows.push((name, median(ns.clone()), ns));
         }
         for (name, med, all) in rows {
@@ -217,15 +222,7 @@ fn classifier_cost_per_vxlan_frame_of_each_kernel_lookup() {
                 moved.contains(&(Stat::OwnedVxlan, 1000)),
                 "{name}: the frame must be owned: {moved:?}"
             );
-            let ns: Vec<f64> = (0..7)
-                .map(|_| {
-                    c.test_run(&frame, up0.index, 1_000_000)
-                        .unwrap()
-                        .per_run
-                        .as_secs_f64()
-                        * 1e9
-                })
-                .collect();
+            let ns = rounds_ns(&c, &frame, up0.index);
             println!(
                 "classifier cost (vxlan): {name:<20} {:7.1} ns/frame",
                 median(ns)

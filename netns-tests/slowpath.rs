@@ -479,12 +479,9 @@ fn pod_reaches_the_other_nodes_pod_gateway(c: &mut Cluster, _: Variant) {
     );
 }
 
-/// kube-proxy (iptables mode) on node A: a Service 10.96.0.10:80 DNATed to pod B's port
-/// 8080. Pod A's connection goes to its gateway (default route), node A translates it,
-/// and the replies from pod B must be translated back by node A's conntrack.
-fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, v: Variant) {
-    ping_ok(c, A, 1);
-    let a = &c.nodes[A];
+/// kube-proxy's rule (iptables mode) on `node`: `proto` to the Service 10.96.0.10:80 is
+/// DNATed to `to`.
+fn service_dnat(node: &Netns, proto: &str, to: &str) {
     let dnat = [
         "iptables",
         "-t",
@@ -494,17 +491,26 @@ fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, v: Variant) {
         "-d",
         "10.96.0.10/32",
         "-p",
-        "tcp",
+        proto,
         "--dport",
         "80",
         "-j",
         "DNAT",
         "--to-destination",
-        "10.244.1.2:8080",
+        to,
     ];
-    if let Err(e) = a.exec(&dnat) {
+    if let Err(e) = node.exec(&dnat) {
         panic!("{e} (iptables comes from tools/setup.sh)");
     }
+}
+
+/// kube-proxy (iptables mode) on node A: a Service 10.96.0.10:80 DNATed to pod B's port
+/// 8080. Pod A's connection goes to its gateway (default route), node A translates it,
+/// and the replies from pod B must be translated back by node A's conntrack.
+fn service_dnat_on_the_node_reaches_a_remote_pod(c: &mut Cluster, v: Variant) {
+    ping_ok(c, A, 1);
+    let a = &c.nodes[A];
+    service_dnat(a, "tcp", "10.244.1.2:8080");
     tcp(
         c,
         TcpTransfer {
@@ -581,26 +587,7 @@ fn service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated(c: &mut Cluster
     let echo = c.pods[B]
         .spawn(&["python3", "-c", UDP_ECHO])
         .unwrap_or_else(|e| panic!("udp echo on pod B: {e}"));
-    let dnat = [
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "PREROUTING",
-        "-d",
-        "10.96.0.10/32",
-        "-p",
-        "udp",
-        "--dport",
-        "80",
-        "-j",
-        "DNAT",
-        "--to-destination",
-        &format!("{}:8080", SIDES[B].pod_ip),
-    ];
-    if let Err(e) = c.nodes[A].exec(&dnat) {
-        panic!("{e} (iptables comes from tools/setup.sh)");
-    }
+    service_dnat(&c.nodes[A], "udp", &format!("{}:8080", SIDES[B].pod_ip));
     // The echo server needs a moment to bind; the client's first requests may time out.
     thread::sleep(Duration::from_millis(300));
     let out = output(&c.pods[A], &["python3", "-c", UDP_CLIENT, SIDES[B].pod_ip]);

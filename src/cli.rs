@@ -365,12 +365,17 @@ fn run_command(args: RunArgs) -> Result<(), CliError> {
     // The messages name the file already (as `podfwd check` prints them).
     let source =
         crate::control::source::StaticFile::new(move || load(&path).map_err(|e| e.to_string()));
-    crate::control::run(
-        &plan,
-        Box::new(source),
-        args.stats_interval.map(Duration::from_secs),
-    )
-    .map_err(|e| CliError::Other(Box::new(e)))
+    run_with(&plan, Box::new(source), args.stats_interval)
+}
+
+/// `podfwd run` once the plan and its route source are known.
+fn run_with(
+    plan: &Plan,
+    source: Box<dyn crate::control::source::RouteSource>,
+    stats_interval: Option<u64>,
+) -> Result<(), CliError> {
+    crate::control::run(plan, source, stats_interval.map(Duration::from_secs))
+        .map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// `podfwd run` of an etcd node: its subnet and peers from flannel's registry.
@@ -382,12 +387,7 @@ fn run_etcd_node(args: RunArgs) -> Result<(), CliError> {
     });
     let (plan, source) = crate::control::etcd::start(&args.config, resolve)
         .map_err(|why| CliError::Other(why.into()))?;
-    crate::control::run(
-        &plan,
-        Box::new(source),
-        args.stats_interval.map(Duration::from_secs),
-    )
-    .map_err(|e| CliError::Other(Box::new(e)))
+    run_with(&plan, Box::new(source), args.stats_interval)
 }
 
 /// Runs the data plane in the foreground until SIGINT or SIGTERM, with the routes of
@@ -410,12 +410,16 @@ pub fn lab(mode: Mode, backend: Backend) -> Result<(), CliError> {
 /// `podfwd stats`: counters of a running instance.
 pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
     let reply = crate::control::query_stats(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
+    print_reply(&reply, json, reply.to_text())
+}
+
+/// A control socket reply as pretty JSON (`--json`) or as its text table.
+fn print_reply(reply: &impl serde::Serialize, json: bool, text: String) -> Result<(), CliError> {
     if json {
-        let body =
-            serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;
+        let body = serde_json::to_string_pretty(reply).map_err(|e| CliError::Other(Box::new(e)))?;
         println!("{body}");
     } else {
-        print!("{}", reply.to_text());
+        print!("{text}");
     }
     Ok(())
 }
@@ -423,14 +427,7 @@ pub fn stats(json: bool, socket: PathBuf) -> Result<(), CliError> {
 /// `podfwd routes`: the live FIB of a running instance.
 pub fn routes(json: bool, socket: PathBuf) -> Result<(), CliError> {
     let reply = crate::control::query_routes(&socket).map_err(|e| CliError::Other(Box::new(e)))?;
-    if json {
-        let body =
-            serde_json::to_string_pretty(&reply).map_err(|e| CliError::Other(Box::new(e)))?;
-        println!("{body}");
-    } else {
-        print!("{}", reply.to_text());
-    }
-    Ok(())
+    print_reply(&reply, json, reply.to_text())
 }
 
 /// `podfwd trace`: frames of a running instance at the verdict point.

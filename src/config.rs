@@ -554,26 +554,33 @@ struct RawPeer {
 // Loading and validation
 // ---------------------------------------------------------------------------------------
 
+/// Reads `path` and parses it with `parse`; every error names the file.
+fn load_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        if error.kind() == io::ErrorKind::NotFound {
+            ConfigError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            }
+        }
+    })?;
+    parse(&text).map_err(|error| ConfigError::InFile {
+        path: path.to_path_buf(),
+        error: Box::new(error),
+    })
+}
+
 impl Config {
     /// Reads and validates a config file. Errors name the file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            if error.kind() == io::ErrorKind::NotFound {
-                ConfigError::NotFound {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                ConfigError::Read {
-                    path: path.to_path_buf(),
-                    error,
-                }
-            }
-        })?;
-        Config::from_toml_str(&text).map_err(|error| ConfigError::InFile {
-            path: path.to_path_buf(),
-            error: Box::new(error),
-        })
+        load_file(path.as_ref(), Config::from_toml_str)
     }
 
     /// Parses and validates a config from TOML text. An etcd node's file is refused with
@@ -603,23 +610,7 @@ pub struct EtcdNode {
 impl EtcdNode {
     /// Reads and checks an etcd node's file. Errors name the file.
     pub fn load(path: impl AsRef<Path>) -> Result<EtcdNode, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            if error.kind() == io::ErrorKind::NotFound {
-                ConfigError::NotFound {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                ConfigError::Read {
-                    path: path.to_path_buf(),
-                    error,
-                }
-            }
-        })?;
-        EtcdNode::from_toml_str(&text).map_err(|error| ConfigError::InFile {
-            path: path.to_path_buf(),
-            error: Box::new(error),
-        })
+        load_file(path.as_ref(), EtcdNode::from_toml_str)
     }
 
     /// Checks an etcd node's file offline. The registry's keys are checked once known,

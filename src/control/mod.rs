@@ -190,6 +190,11 @@ pub fn run(
         control.path().display()
     );
 
+    let wait_fds = changes
+        .iter()
+        .flat_map(|c| c.fds())
+        .chain(std::iter::once(neighbours.fd()))
+        .collect();
     let mut node_state = Node {
         plan: plan.clone(),
         fib,
@@ -198,6 +203,7 @@ pub fn run(
         backend,
         vtep_ifindex,
         source_name: source.name(),
+        wait_fds,
         changes,
         last_forget: Instant::now(),
         metrics,
@@ -257,6 +263,8 @@ struct Node {
     /// The kernel changes the backend's remembered answers depend on (None: it
     /// remembers none).
     changes: Option<netlink::KernelChanges>,
+    /// What the loop waits on with `changes`: their sockets and the neighbour monitor's.
+    wait_fds: Vec<std::os::fd::RawFd>,
     last_forget: Instant,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
@@ -367,9 +375,7 @@ impl Node {
                 .poll(&mut self.fib, Duration::from_millis(50))?;
             return Ok(());
         };
-        let mut fds = changes.fds();
-        fds.push(self.neighbours.fd());
-        if let Err(e) = netlink::wait_any(&fds, Duration::from_millis(50)) {
+        if let Err(e) = netlink::wait_any(&self.wait_fds, Duration::from_millis(50)) {
             eprintln!("podfwd: warning: waiting for kernel events: {e}");
         }
         // Forget before the FIB follows: the kernel is asked again from here on.
