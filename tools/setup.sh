@@ -11,7 +11,10 @@ PKGS=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
       # groff renders the man page, PyYAML parses the Kubernetes manifest, the official
       # Prometheus client parses /metrics (both for Debian's /usr/bin/python3).
       systemd groff-base python3-yaml python3-prometheus-client
-      protobuf-compiler  # protoc: etcd-client's build script compiles etcd's gRPC protos
+      # protoc: etcd-client's build script compiles etcd's gRPC protos; they import
+      # google/protobuf/*.proto, which libprotobuf-dev carries (only a Recommends of
+      # protobuf-compiler, and --no-install-recommends skips it).
+      protobuf-compiler libprotobuf-dev
       etcd-server etcd-client  # a real etcd + etcdctl for netns-tests/cluster.rs
       # tests/trace.rs: Wireshark's tshark reads the pcapng `podfwd trace --write` makes.
       tshark)
