@@ -35,7 +35,7 @@ use std::time::Duration;
 const A: usize = 0;
 const B: usize = 1;
 /// Datagrams per second from pod A to pod B.
-const RATE: u32 = 2000;
+pub(crate) const RATE: u32 = 2000;
 /// The bound on how long traffic may stay broken after a change.
 const RECOVERY: f64 = 1.0;
 /// Added to [`RECOVERY`] for measurement noise (see the module documentation).
@@ -45,7 +45,7 @@ const FAST_PATH_SHARE: u64 = 90;
 /// UDP port of the receiver in pod B.
 const PORT: u16 = 5300;
 
-fn spec(mode: Mode) -> ClusterSpec {
+pub(crate) fn spec(mode: Mode) -> ClusterSpec {
     let b = match mode {
         Mode::HostGw => NodeKind::KernelHostGw,
         _ => NodeKind::KernelVxlan,
@@ -58,7 +58,7 @@ fn spec(mode: Mode) -> ClusterSpec {
 }
 
 /// The podfwd counter on node A that counts a pod A -> pod B datagram it carried.
-fn carried(mode: Mode) -> &'static str {
+pub(crate) fn carried(mode: Mode) -> &'static str {
     match mode {
         Mode::Vxlan => "encapsulated",
         _ => "forwarded",
@@ -67,7 +67,7 @@ fn carried(mode: Mode) -> &'static str {
 
 /// Seconds on `CLOCK_MONOTONIC`, the clock of Python's `time.monotonic()` (namespaces
 /// share it).
-fn mono() -> f64 {
+pub(crate) fn mono() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -100,14 +100,16 @@ fn tmp(ns: &Netns, what: &str) -> PathBuf {
 
 /// One received datagram.
 #[derive(Debug, Clone, Copy)]
-struct Rec {
-    seq: u64,
+pub(crate) struct Rec {
+    pub(crate) seq: u64,
     /// Send time in pod A (monotonic seconds).
-    sent: f64,
+    pub(crate) sent: f64,
+    /// Receive time in pod B (monotonic seconds).
+    pub(crate) recv: f64,
 }
 
 /// The paced UDP flow from pod A to pod B.
-struct Flow {
+pub(crate) struct Flow {
     sender: u32,
     receiver: u32,
     stop: PathBuf,
@@ -117,7 +119,7 @@ struct Flow {
 }
 
 impl Flow {
-    fn start(c: &Cluster) -> Flow {
+    pub(crate) fn start(c: &Cluster) -> Flow {
         let ip = SIDES[B].pod_ip;
         let flow = Flow {
             sender: 0,
@@ -196,7 +198,7 @@ impl Flow {
 
     /// Stops both ends; returns (datagrams sent, send errors, what arrived sorted by
     /// sequence number).
-    fn stop(self, c: &Cluster) -> (u64, u64, Vec<Rec>) {
+    pub(crate) fn stop(self, c: &Cluster) -> (u64, u64, Vec<Rec>) {
         std::fs::write(&self.stop, b"").unwrap();
         let sent_ok = harness::wait_until(Duration::from_secs(5), || {
             std::fs::read_to_string(&self.sent).is_ok_and(|s| s.contains(' '))
@@ -217,6 +219,7 @@ impl Flow {
             .map(|r| Rec {
                 seq: u64::from_be_bytes(r[0..8].try_into().unwrap()),
                 sent: f64::from_be_bytes(r[8..16].try_into().unwrap()),
+                recv: f64::from_be_bytes(r[16..24].try_into().unwrap()),
             })
             .collect();
         recs.sort_by_key(|r| r.seq);
@@ -371,7 +374,7 @@ fn lost_stretches(recs: &[Rec], ups: &[f64], sent: u64, end: f64) -> Vec<(f64, f
 
 /// podfwd on node A is alive: process not exited, control socket answers with its one
 /// worker, no panic in its log.
-fn assert_podfwd_alive(c: &Cluster) -> podfwd::control::StatsReply {
+pub(crate) fn assert_podfwd_alive(c: &Cluster) -> podfwd::control::StatsReply {
     let pid = c.podfwd_pid(A).expect("podfwd was started");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat

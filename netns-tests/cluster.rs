@@ -28,12 +28,12 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-const PREFIX: &str = "/coreos.com/network";
-const CLIENT_PORT: u16 = 2379;
+pub(crate) const PREFIX: &str = "/coreos.com/network";
+pub(crate) const CLIENT_PORT: u16 = 2379;
 const VXLAN_NETWORK: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
 
 /// One etcd member in `ns`. Drop kills it and removes its data directory.
-struct Etcd<'a> {
+pub(crate) struct Etcd<'a> {
     ns: &'a Netns,
     dir: PathBuf,
     pid: Option<u32>,
@@ -44,7 +44,7 @@ struct Etcd<'a> {
 }
 
 impl<'a> Etcd<'a> {
-    fn start(ns: &'a Netns) -> Etcd<'a> {
+    pub(crate) fn start(ns: &'a Netns) -> Etcd<'a> {
         Etcd::start_with(ns, false)
     }
 
@@ -74,7 +74,7 @@ impl<'a> Etcd<'a> {
 
     /// A plain member in `ns` that also serves clients on `ip:2379` (reachable from the
     /// other nodes of a lab cluster over the underlay).
-    fn start_listening_also(ns: &'a Netns, ip: &str) -> Etcd<'a> {
+    pub(crate) fn start_listening_also(ns: &'a Netns, ip: &str) -> Etcd<'a> {
         let mut etcd = Etcd::start(ns);
         etcd.stop();
         etcd.listen_also = Some(ip.to_string());
@@ -95,7 +95,7 @@ impl<'a> Etcd<'a> {
     }
 
     /// Starts the member (again, on the same data) and waits until it answers.
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         assert!(self.pid.is_none());
         let data = self.dir.join("data");
         let sch = self.scheme();
@@ -155,14 +155,14 @@ impl<'a> Etcd<'a> {
         );
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(pid) = self.pid.take() {
             self.ns.kill(pid);
         }
     }
 
     /// What a registry is configured with: etcd on 127.0.0.2.
-    fn settings(&self, subnet_file: &str) -> EtcdSettings {
+    pub(crate) fn settings(&self, subnet_file: &str) -> EtcdSettings {
         let tls = |name: &str| self.tls.then(|| self.dir.join(name));
         EtcdSettings {
             endpoints: vec![format!("{}://127.0.0.2:{CLIENT_PORT}", self.scheme())],
@@ -195,7 +195,7 @@ impl<'a> Etcd<'a> {
         self.ns.exec_unchecked(&full).expect("run etcdctl")
     }
 
-    fn ctl(&self, args: &[&str]) -> String {
+    pub(crate) fn ctl(&self, args: &[&str]) -> String {
         let out = self.ctl_unchecked(args);
         assert!(
             out.status.success(),
@@ -205,7 +205,7 @@ impl<'a> Etcd<'a> {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn put(&self, key: &str, value: &str) {
+    pub(crate) fn put(&self, key: &str, value: &str) {
         self.ctl(&["put", key, value]);
     }
 
@@ -227,6 +227,12 @@ impl<'a> Etcd<'a> {
 
     /// Cuts (or restores) the registries' path to etcd; etcdctl keeps working.
     fn block_clients(&self, blocked: bool) {
+        self.block_address("127.0.0.2", blocked);
+    }
+
+    /// Cuts (or restores) the clients' path to etcd on `ip` of its namespace (resets
+    /// every TCP segment to port 2379 there); etcdctl on 127.0.0.1 keeps working.
+    pub(crate) fn block_address(&self, ip: &str, blocked: bool) {
         let op = if blocked { "-I" } else { "-D" };
         self.ns
             .exec(&[
@@ -234,7 +240,7 @@ impl<'a> Etcd<'a> {
                 op,
                 "INPUT",
                 "-d",
-                "127.0.0.2",
+                ip,
                 "-p",
                 "tcp",
                 "--dport",
@@ -332,7 +338,7 @@ fn make_certs(dir: &std::path::Path) {
     }
 }
 
-fn fast_timing() -> Timing {
+pub(crate) fn fast_timing() -> Timing {
     Timing {
         op_timeout: Duration::from_secs(3),
         ..Timing::default()
@@ -349,7 +355,7 @@ fn vxlan_attrs(ip: [u8; 4], mac_last: u8) -> LeaseAttrs {
     }
 }
 
-fn lease_json(ip: &str, mac: &str) -> String {
+pub(crate) fn lease_json(ip: &str, mac: &str) -> String {
     format!(
         r#"{{"PublicIP":"{ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{mac}"}}}}"#
     )
@@ -375,7 +381,7 @@ fn next_event(rx: &Receiver<RegistryEvent>, within: Duration) -> RegistryEvent {
 
 /// Waits for the first snapshot (after the first `Connection { up: true }`).
 #[track_caller]
-fn snapshot(rx: &Receiver<RegistryEvent>) -> Vec<Lease> {
+pub(crate) fn snapshot(rx: &Receiver<RegistryEvent>) -> Vec<Lease> {
     match next_event(rx, Duration::from_secs(5)) {
         RegistryEvent::Snapshot(l) => l,
         other => panic!("expected a snapshot, got {other:?}"),
@@ -986,36 +992,9 @@ fn podfwd_takes_its_subnet_and_peers_from_etcd_and_follows_lease_changes() {
         ..ClusterSpec::default()
     };
     let c = Cluster::build_with_backend("clrun", spec, Backend::AfXdp).expect("lab cluster");
-    let etcd = Etcd::start_listening_also(&c.nodes[1], SIDES[1].node_ip);
-    // The lab's pod A lives in 10.244.0.0/24, below flannel's default SubnetMin (the
-    // network's second subnet): lower it, as an operator may.
-    etcd.put(
-        &format!("{PREFIX}/config"),
-        r#"{"Network":"10.244.0.0/16","SubnetMin":"10.244.0.0","Backend":{"Type":"vxlan"}}"#,
-    );
-    for side in &SIDES {
-        let key = side.pod_cidr.replace('/', "-");
-        etcd.put(
-            &format!("{PREFIX}/subnets/{key}"),
-            &lease_json(side.node_ip, side.vtep_mac),
-        );
-    }
+    let etcd = lab_registry(&c);
     let subnet_env = c.config_path(0).with_file_name("subnet.env");
-    let toml = format!(
-        "[node]\nip = \"{ip}/24\"\nuplink = \"{ul}\"\npod_interfaces = [\"{pod}\"]\n\
-         [dataplane]\nbackend = \"afxdp\"\ncores = [1]\nqueues = 1\n\
-         [vxlan]\nvtep_mac = \"{vtep}\"\n\
-         [control]\nsocket = \"{sock}\"\n[metrics]\nlisten = \"127.0.0.1:9472\"\n\
-         [cluster]\nsource = \"etcd\"\netcd_endpoints = [\"http://{etcd}:{CLIENT_PORT}\"]\n\
-         subnet_file = \"{env}\"\n",
-        ip = SIDES[0].node_ip,
-        ul = SIDES[0].ul_if,
-        pod = SIDES[0].pod_if,
-        vtep = SIDES[0].vtep_mac,
-        sock = c.socket_path(0).display(),
-        etcd = SIDES[1].node_ip,
-        env = subnet_env.display(),
-    );
+    let toml = etcd_node_toml(&c, &subnet_env);
     std::fs::write(c.config_path(0), &toml).unwrap();
     let exe = crate::traffic::exe();
     let log = c.log_path(0);
@@ -1141,6 +1120,64 @@ fn podfwd_takes_its_subnet_and_peers_from_etcd_and_follows_lease_changes() {
             .any(|l| l.starts_with("podfwd_route_source_revision etcd") && !l.ends_with(" 0.0")),
         "{text}"
     );
+}
+
+/// etcd in node B's namespace of a lab cluster, also serving its underlay address, with
+/// the network config of the cluster's mode and both nodes' leases written first
+/// (flanneld reservations), so node A reuses the subnet its lab pod lives in.
+pub(crate) fn lab_registry(c: &podfwd::lab::Cluster) -> Etcd<'_> {
+    use podfwd::lab::SIDES;
+    let etcd = Etcd::start_listening_also(&c.nodes[1], SIDES[1].node_ip);
+    let host_gw = c.spec.mode == podfwd::config::Mode::HostGw;
+    // The lab's pod A lives in 10.244.0.0/24, below flannel's default SubnetMin (the
+    // network's second subnet): lower it, as an operator may.
+    etcd.put(
+        &format!("{PREFIX}/config"),
+        &format!(
+            r#"{{"Network":"10.244.0.0/16","SubnetMin":"10.244.0.0","Backend":{{"Type":"{}"}}}}"#,
+            if host_gw { "host-gw" } else { "vxlan" }
+        ),
+    );
+    for side in &SIDES {
+        let key = side.pod_cidr.replace('/', "-");
+        let value = if host_gw {
+            host_gw_lease_json(side.node_ip)
+        } else {
+            lease_json(side.node_ip, side.vtep_mac)
+        };
+        etcd.put(&format!("{PREFIX}/subnets/{key}"), &value);
+    }
+    etcd
+}
+
+/// A host-gw lease as flanneld writes it (no BackendData).
+pub(crate) fn host_gw_lease_json(ip: &str) -> String {
+    format!(r#"{{"PublicIP":"{ip}","PublicIPv6":null,"BackendType":"host-gw"}}"#)
+}
+
+/// Node A's podfwd file in a lab cluster whose node B serves etcd on its underlay
+/// address: no pod_cidr, no peers, `[cluster] source = "etcd"`; `subnet.env` at
+/// `subnet_env`.
+pub(crate) fn etcd_node_toml(c: &podfwd::lab::Cluster, subnet_env: &std::path::Path) -> String {
+    use podfwd::lab::SIDES;
+    format!(
+        "[node]\nip = \"{ip}/24\"\nuplink = \"{ul}\"\npod_interfaces = [\"{pod}\"]\n\
+         [dataplane]\nbackend = \"{backend}\"\ncores = [1]\nqueues = 1\n\
+         [vxlan]\nvtep_mac = \"{vtep}\"\n\
+         [control]\nsocket = \"{sock}\"\nbpf_pin_dir = \"/sys/fs/bpf/{nsname}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:9472\"\n[tun]\nname = \"podfwd0\"\n\
+         [cluster]\nsource = \"etcd\"\netcd_endpoints = [\"http://{etcd}:{CLIENT_PORT}\"]\n\
+         subnet_file = \"{env}\"\n",
+        ip = SIDES[0].node_ip,
+        ul = SIDES[0].ul_if,
+        pod = SIDES[0].pod_if,
+        backend = c.backend,
+        vtep = SIDES[0].vtep_mac,
+        sock = c.socket_path(0).display(),
+        nsname = c.nodes[0].name(),
+        etcd = SIDES[1].node_ip,
+        env = subnet_env.display(),
+    )
 }
 
 /// The control loop publishes the metrics snapshot once a second.

@@ -16,7 +16,7 @@ use crate::config::{Backend, Mode};
 use crate::control::{query_stats, StatsReply};
 use crate::netns::{self, Netns};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,7 +157,9 @@ pub struct Cluster {
     /// The backend podfwd nodes run with.
     pub backend: Backend,
     dir: PathBuf,
-    podfwd: [Option<u32>; 2],
+    /// node i's podfwd pid, 0 when none runs (atomic, so a test can start podfwd
+    /// while something else borrows the cluster, e.g. an etcd in node B).
+    podfwd: [AtomicU32; 2],
 }
 
 impl Cluster {
@@ -186,7 +188,7 @@ impl Cluster {
             nodes,
             backend,
             dir,
-            podfwd: [None, None],
+            podfwd: [AtomicU32::new(0), AtomicU32::new(0)],
         };
         let q = spec.queues.to_string();
         let queues = ["numrxqueues", q.as_str(), "numtxqueues", q.as_str()];
@@ -405,13 +407,20 @@ vtep_mac = "{peer_vtep}"
     /// Starts `podfwd run` (the binary at `exe`) in node `i` and waits until its control
     /// socket answers.
     pub fn start_podfwd(&mut self, i: usize, exe: &Path) -> Result<u32, LabError> {
+        let toml = self.config_toml(i);
+        self.start_podfwd_with(i, exe, &toml)
+    }
+
+    /// [`Cluster::start_podfwd`] with the config file `toml` (e.g. a node on an etcd
+    /// registry instead of the lab's static peers).
+    pub fn start_podfwd_with(&self, i: usize, exe: &Path, toml: &str) -> Result<u32, LabError> {
         let cfg = self.config_path(i);
-        std::fs::write(&cfg, self.config_toml(i))?;
+        std::fs::write(&cfg, toml)?;
         let exe = exe.display().to_string();
         let cfg = cfg.display().to_string();
         let log = self.log_path(i);
         let pid = self.nodes[i].spawn_logged(&[&exe, "run", "--config", &cfg], &log)?;
-        self.podfwd[i] = Some(pid);
+        self.podfwd[i].store(pid, Ordering::Relaxed);
         let sock = self.socket_path(i);
         let up = netns::wait_until(Duration::from_secs(20), || query_stats(&sock).is_ok());
         if !up {
@@ -427,16 +436,17 @@ vtep_mac = "{peer_vtep}"
     /// Stops node `i`'s podfwd with SIGTERM and waits for it (up to 5 s, then SIGKILL);
     /// returns whether it exited by itself with status 0.
     pub fn stop_podfwd(&mut self, i: usize) -> bool {
-        let Some(pid) = self.podfwd[i].take() else {
+        let pid = self.podfwd[i].swap(0, Ordering::Relaxed);
+        if pid == 0 {
             return false;
-        };
+        }
         self.nodes[i].terminate(pid, Duration::from_secs(5))
     }
 
     /// Kills node `i`'s podfwd with SIGKILL (no clean-up of its own) and reaps it; returns
     /// its pid.
     pub fn kill_podfwd(&mut self, i: usize) -> Option<u32> {
-        let pid = self.podfwd[i].take()?;
+        let pid = Some(self.podfwd[i].swap(0, Ordering::Relaxed)).filter(|p| *p != 0)?;
         // Netns::kill sends SIGKILL (Child::kill) and waits for the process.
         self.nodes[i].kill(pid);
         Some(pid)
@@ -444,7 +454,7 @@ vtep_mac = "{peer_vtep}"
 
     /// PID of node `i`'s podfwd, if running.
     pub fn podfwd_pid(&self, i: usize) -> Option<u32> {
-        self.podfwd[i]
+        Some(self.podfwd[i].load(Ordering::Relaxed)).filter(|p| *p != 0)
     }
 
     /// Counters of node `i`'s podfwd.
