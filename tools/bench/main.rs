@@ -26,6 +26,12 @@
 //!   exactly as node B's `flannel.1` would (outer node B -> node A, port 8472, VNI 1,
 //!   inner VTEP B -> VTEP A), from nodeB-ul, so no VTEP on CPU 0 limits the offered
 //!   rate; the sink is XDP_DROP on podA's eth0. Rates are the sink veth's rx counters.
+//! - `udp-64B-churn` (podfwd scenarios): `udp-64B` while node A's static file alternates
+//!   between two sets of 100 other peers, each rewrite followed by SIGHUP and applied
+//!   (checked with `podfwd routes`) before the next, paced to 1,000 route changes per
+//!   second (issue 10's churn); compared with the same scenario's `udp-64B` of the same
+//!   round, in a table of its own. The etcd route source under the same churn is
+//!   `netns-tests/route_churn.rs`.
 //! - `tcp-1`, `tcp-4`: iperf3 with 1 and 4 streams (TSO/GSO on in the pods, as real
 //!   pods have), client and server under `taskset -c 0`, throughput at the receiver;
 //!   podA -> podB, or podB -> podA for the decap scenarios.
@@ -311,37 +317,60 @@ pub enum WorkloadKind {
 pub struct Workload {
     pub name: &'static str,
     pub kind: WorkloadKind,
+    /// Route churn alongside (podfwd scenarios only): [`CHURN_ROUTES`] peers replaced
+    /// by as many others through SIGHUP reloads of the static file, as fast as podfwd
+    /// applies them up to [`CHURN_RATE`] route changes per second; compared with the
+    /// workload named here, run on the same cluster in the same round without churn.
+    pub churn_of: Option<&'static str>,
 }
 
 impl Workload {
-    /// Whether it is run for `sc` (the latency round trip covers both directions).
+    /// Whether it is run for `sc` (the latency round trip covers both directions; route
+    /// churn is podfwd's control plane).
     pub fn applies_to(&self, sc: &Scenario) -> bool {
         !(self.kind == WorkloadKind::Latency && sc.direction == ToPod)
+            && (self.churn_of.is_none() || sc.nodes[0] == NodeKind::Podfwd)
     }
 }
 
-pub const WORKLOADS: [Workload; 5] = [
+/// Route changes per second the churn workloads aim at (issue 10's 1,000).
+pub const CHURN_RATE: f64 = 1000.0;
+/// Peers per churn set: each reload replaces one set by the other (2 x this many route
+/// changes).
+pub const CHURN_ROUTES: usize = 100;
+
+pub const WORKLOADS: [Workload; 6] = [
     // 64 bytes on a wire with the FCS: 18 bytes of UDP payload.
     Workload {
         name: "udp-64B",
         kind: WorkloadKind::Udp { frame_len: 60 },
+        churn_of: None,
     },
     // 1400 bytes of UDP payload (IP 1428 bytes: fits the overlay's 1450 pod MTU).
     Workload {
         name: "udp-1400B",
         kind: WorkloadKind::Udp { frame_len: 1442 },
+        churn_of: None,
     },
     Workload {
         name: "tcp-1",
         kind: WorkloadKind::Tcp { streams: 1 },
+        churn_of: None,
     },
     Workload {
         name: "tcp-4",
         kind: WorkloadKind::Tcp { streams: 4 },
+        churn_of: None,
     },
     Workload {
         name: "latency",
         kind: WorkloadKind::Latency,
+        churn_of: None,
+    },
+    Workload {
+        name: "udp-64B-churn",
+        kind: WorkloadKind::Udp { frame_len: 60 },
+        churn_of: Some("udp-64B"),
     },
 ];
 
@@ -761,6 +790,108 @@ struct CpuSnap {
     podfwd: Option<BTreeMap<String, u64>>,
 }
 
+/// Route churn on node A's podfwd: its static file alternates between two sets of
+/// [`CHURN_ROUTES`] extra peers (10.244.20.0/24 .. and 10.244.(20 + CHURN_ROUTES).0/24 ..,
+/// node IPs on the underlay that answer no ARP), each rewrite followed by SIGHUP. The next
+/// rewrite waits until `podfwd routes` shows the set applied and until the pace of
+/// [`CHURN_RATE`] allows it, so the rate reported is of route changes podfwd applied.
+struct Churner {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<std::result::Result<f64, String>>,
+}
+
+impl Churner {
+    fn start(c: &Cluster, mode: Mode) -> Churner {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (path, sock, base) = (c.config_path(0), c.socket_path(0), c.config_toml(0));
+        let pid = c.podfwd_pid(0);
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || -> std::result::Result<f64, String> {
+            let pid = pid.ok_or("route churn: podfwd is not running on node A")?;
+            let set = |which: usize| -> (String, Vec<String>) {
+                let mut toml = base.clone();
+                let mut prefixes = Vec::new();
+                for j in 0..CHURN_ROUTES {
+                    let n = 20 + which * CHURN_ROUTES + j;
+                    let prefix = format!("10.244.{n}.0/24");
+                    toml += &format!(
+                        "\n[[peers]]\npod_cidr = \"{prefix}\"\nnode_ip = \"10.168.0.{}\"\n",
+                        10 + (n % 200)
+                    );
+                    if mode != Mode::HostGw {
+                        toml += &format!("vtep_mac = \"0e:00:00:00:02:{:02x}\"\n", n % 256);
+                    }
+                    prefixes.push(prefix);
+                }
+                (toml, prefixes)
+            };
+            let sets = [set(0), set(1)];
+            let t0 = Instant::now();
+            let mut changes = 0usize;
+            let mut round = 0usize;
+            while !stop2.load(Ordering::Relaxed) {
+                let (toml, prefixes) = &sets[round % 2];
+                std::fs::write(&path, toml).map_err(|e| format!("route churn: {e}"))?;
+                // SAFETY: kill(2) with a pid of a process we started; no memory involved.
+                if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
+                    return Err(format!(
+                        "route churn: SIGHUP: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let applied = podfwd::netns::wait_until(Duration::from_secs(5), || {
+                    podfwd::control::query_routes(&sock).is_ok_and(|r| {
+                        let have: BTreeSet<String> =
+                            r.routes.iter().map(|r| r.prefix.to_string()).collect();
+                        prefixes.iter().all(|p| have.contains(p))
+                    })
+                });
+                if !applied {
+                    return Err("route churn: a reload was not applied within 5 s".into());
+                }
+                // The first round only adds a set; every later one replaces one.
+                changes += if round == 0 {
+                    CHURN_ROUTES
+                } else {
+                    2 * CHURN_ROUTES
+                };
+                round += 1;
+                let due = Duration::from_secs_f64(changes as f64 / CHURN_RATE);
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let rate = changes as f64 / t0.elapsed().as_secs_f64();
+            // Back to the lab's own peers before the next workload starts.
+            std::fs::write(&path, &base).map_err(|e| format!("route churn: {e}"))?;
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+            let gone = podfwd::netns::wait_until(Duration::from_secs(5), || {
+                podfwd::control::query_routes(&sock).is_ok_and(|r| {
+                    r.routes.iter().all(|r| {
+                        let p = r.prefix.to_string();
+                        !sets.iter().any(|(_, set)| set.contains(&p))
+                    })
+                })
+            });
+            if !gone {
+                return Err("route churn: the lab's peers were not restored within 5 s".into());
+            }
+            Ok(rate)
+        });
+        Churner { stop, thread }
+    }
+
+    /// Stops the churn; the route changes per second applied.
+    fn stop(self) -> Result<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| BenchError::Msg("route churn: the thread panicked".into()))?
+            .map_err(BenchError::Msg)
+    }
+}
+
 /// A scenario's cluster, ready for workloads.
 struct Bench {
     // Declared first, dropped first: processes killed, then the namespaces removed.
@@ -874,11 +1005,14 @@ impl Bench {
     }
 
     fn run(&self, ctx: &Ctx, sc: &Scenario, wl: &Workload, run: usize) -> Result<RunSample> {
-        let (s0, s1, measured) = match wl.kind {
-            WorkloadKind::Udp { frame_len } => self.udp(ctx, sc, frame_len)?,
-            WorkloadKind::Tcp { streams } => self.tcp(ctx, sc, streams)?,
-            WorkloadKind::Latency => self.latency(ctx)?,
+        let churn = wl.churn_of.map(|_| Churner::start(&self.c, sc.mode));
+        let measured = match wl.kind {
+            WorkloadKind::Udp { frame_len } => self.udp(ctx, sc, frame_len),
+            WorkloadKind::Tcp { streams } => self.tcp(ctx, sc, streams),
+            WorkloadKind::Latency => self.latency(ctx),
         };
+        let churned = churn.map(Churner::stop).transpose()?;
+        let (s0, s1, measured) = measured?;
         let dt = s1.at.duration_since(s0.at).as_secs_f64();
         let busy = |x: (u64, u64), y: (u64, u64)| {
             let t = (y.1 - x.1).max(1) as f64;
@@ -900,7 +1034,11 @@ impl Bench {
             ),
             _ => None,
         };
-        Ok(RunSample::new(run, cpu, measured, podfwd))
+        let mut sample = RunSample::new(run, cpu, measured, podfwd);
+        if let Some(rate) = churned {
+            sample.metrics.insert("route_changes_per_s", rate);
+        }
+        Ok(sample)
     }
 
     /// UDP at the generator's maximum into an XDP_DROP sink.

@@ -319,15 +319,15 @@ pub fn records(
     let machine = Machine::probe();
     let mut out = Vec::new();
     for wl in workloads {
-        let runs_of = |name: &str| -> Vec<RunSample> {
+        let runs_of = |name: &str, workload: &str| -> Vec<RunSample> {
             samples
                 .iter()
-                .filter(|(s, w, _)| s.name == name && w.name == wl.name)
+                .filter(|(s, w, _)| s.name == name && w.name == workload)
                 .map(|(_, _, r)| r.clone())
                 .collect()
         };
         for sc in scenarios.iter().filter(|s| wl.applies_to(s)) {
-            let runs = runs_of(sc.name);
+            let runs = runs_of(sc.name, wl.name);
             let mut stats = BTreeMap::new();
             if let Some(first) = runs.first() {
                 for k in first.metrics.keys() {
@@ -339,10 +339,22 @@ pub fn records(
                     stats.insert(*k, Stat::of(&v));
                 }
             }
-            let base = sc
-                .baseline
-                .filter(|b| scenarios.iter().any(|s| s.name == *b))
-                .map(runs_of);
+            // A churn workload is compared with the same scenario's quiet workload (in
+            // the same rounds), every other podfwd one with its kernel scenario.
+            let base_name = match wl.churn_of {
+                Some(quiet) => workloads
+                    .iter()
+                    .any(|w| w.name == quiet)
+                    .then(|| format!("{} {quiet}", sc.name)),
+                None => sc
+                    .baseline
+                    .filter(|b| scenarios.iter().any(|s| s.name == *b))
+                    .map(str::to_string),
+            };
+            let base = base_name.as_ref().map(|_| match wl.churn_of {
+                Some(quiet) => runs_of(sc.name, quiet),
+                None => runs_of(sc.baseline.unwrap_or_default(), wl.name),
+            });
             let mut vs_baseline = BTreeMap::new();
             if let Some(base) = &base {
                 for (k, is_ratio) in compared(&wl.kind) {
@@ -382,7 +394,7 @@ pub fn records(
                 },
                 direction: sc.direction,
                 stats,
-                baseline: base.as_ref().and(sc.baseline.map(str::to_string)),
+                baseline: base_name,
                 vs_baseline,
                 runs,
                 machine: machine.clone(),
@@ -526,7 +538,12 @@ pub fn markdown(records: &[Record]) -> String {
             r.settings.load_after,
         ));
     }
-    let of = |kind: &'static str| records.iter().filter(move |r| r.kind == kind);
+    let churned = |r: &&Record| r.stat("route_changes_per_s").is_some();
+    let of = move |kind: &'static str| {
+        records
+            .iter()
+            .filter(move |r| r.kind == kind && !churned(r))
+    };
     if of("udp").next().is_some() {
         s.push_str(
             "\n#### UDP, offered at the generator's maximum\n\n\
@@ -546,6 +563,27 @@ pub fn markdown(records: &[Record]) -> String {
                 fmt_stat(r.stat("pps_per_task_core"), 1e-6, 3),
                 ratio(r.vs_baseline.get("ratio_pps_per_core")),
                 ratio(r.vs_baseline.get("ratio_pps_per_task_core")),
+                share(r.stat("fast_path_share")),
+            ));
+        }
+    }
+    if records.iter().any(|r| churned(&r)) {
+        s.push_str(
+            "\n#### UDP under route churn (SIGHUP reloads replacing 100 peers by 100 others), against the same scenario's workload without churn in the same rounds\n\n\
+             | scenario | workload | route changes/s applied | Mpps at sink | loss | Mpps per busy core | vs without churn (Mpps at sink) | vs without churn (per busy core) | fast path |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        for r in records.iter().filter(churned) {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.scenario,
+                r.workload,
+                fmt_stat(r.stat("route_changes_per_s"), 1.0, 0),
+                fmt_stat(r.stat("sink_pps"), 1e-6, 3),
+                pct(r.stat("loss")),
+                fmt_stat(r.stat("pps_per_core"), 1e-6, 3),
+                ratio(r.vs_baseline.get("ratio_sink_pps")),
+                ratio(r.vs_baseline.get("ratio_pps_per_core")),
                 share(r.stat("fast_path_share")),
             ));
         }
@@ -714,6 +752,45 @@ mod tests {
             (x, l, s(1, latency(65.0))),
         ];
         records(&[k, x], &[u, l], &samples, &settings())
+    }
+
+    #[test]
+    fn route_churn_is_compared_with_the_same_scenario_without_churn_and_shown_apart() {
+        let (k, x) = (SCENARIOS[0], SCENARIOS[1]);
+        let (u, c) = (WORKLOADS[0], WORKLOADS[5]);
+        assert_eq!(c.churn_of, Some(u.name));
+        assert!(
+            !c.applies_to(&k) && c.applies_to(&x),
+            "churn is podfwd's only"
+        );
+        let s = |run, m, churn: Option<f64>| {
+            let mut r = RunSample::new(run, cpu(0.5), m, None);
+            if let Some(v) = churn {
+                r.metrics.insert("route_changes_per_s", v);
+            }
+            r
+        };
+        let samples = vec![
+            (k, u, s(0, udp(400_000.0), None)),
+            (x, u, s(0, udp(600_000.0), None)),
+            (x, c, s(0, udp(540_000.0), Some(998.0))),
+            (k, u, s(1, udp(400_000.0), None)),
+            (x, u, s(1, udp(500_000.0), None)),
+            (x, c, s(1, udp(500_000.0), Some(1000.0))),
+        ];
+        let r = records(&[k, x], &[u, c], &samples, &settings());
+        assert_eq!(r.len(), 3, "no kernel record for the churn workload");
+        let churn = &r[2];
+        assert_eq!(churn.baseline.as_deref(), Some("afxdp-host-gw udp-64B"));
+        let v = &churn.vs_baseline["ratio_sink_pps"];
+        assert_eq!((v.min, v.max), (0.9, 1.0));
+        let md = markdown(&r);
+        let (quiet, churned) = md.split_once("under route churn").expect("churn table");
+        assert!(!quiet.contains("udp-64B-churn"), "{md}");
+        assert!(
+            churned.contains("| afxdp-host-gw | udp-64B-churn | 999 (998–1000) |"),
+            "{md}"
+        );
     }
 
     #[test]
