@@ -21,7 +21,14 @@ const SCENARIOS: [&str; 9] = [
     "afxdp-vxlan-decap",
     "tun-vxlan-decap",
 ];
-const WORKLOADS: [&str; 5] = ["udp-64B", "udp-1400B", "tcp-1", "tcp-4", "latency"];
+const WORKLOADS: [&str; 6] = [
+    "udp-64B",
+    "udp-1400B",
+    "tcp-1",
+    "tcp-4",
+    "latency",
+    "udp-64B-churn",
+];
 
 #[test]
 fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results() {
@@ -60,9 +67,14 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
-/// Whether `wl` runs for `sc` (the latency round trip is measured in the encap direction).
+/// Whether `wl` runs for `sc` (the latency round trip is measured in the encap direction;
+/// route churn is podfwd's control plane).
 fn applies(sc: &str, wl: &str) -> bool {
-    !(wl == "latency" && sc.ends_with("-decap"))
+    !(wl == "latency" && sc.ends_with("-decap")) && !(wl.ends_with("-churn") && is_kernel(sc))
+}
+
+fn is_kernel(sc: &str) -> bool {
+    sc.starts_with("kernel-")
 }
 
 fn check_json(dir: &Path, log: &str) {
@@ -129,14 +141,21 @@ fn check_json(dir: &Path, log: &str) {
             assert!(run.get("podfwd").is_none(), "{what}");
             continue;
         }
-        // podfwd on node A: compared with its kernel baseline of the same round, and its
-        // own counters prove it carried the traffic.
-        assert!(
-            r["baseline"]
-                .as_str()
-                .is_some_and(|b| b.starts_with("kernel-")),
-            "{what}"
-        );
+        // podfwd on node A: compared with its kernel baseline of the same round (under
+        // route churn: with its own run without churn), and its own counters prove it
+        // carried the traffic.
+        let baseline = r["baseline"].as_str();
+        if wl.ends_with("-churn") {
+            assert_eq!(baseline, Some(format!("{sc} udp-64B").as_str()), "{what}");
+            assert!(
+                run["metrics"]["route_changes_per_s"]
+                    .as_f64()
+                    .is_some_and(|x| x > 0.0),
+                "{what}: no route churn"
+            );
+        } else {
+            assert!(baseline.is_some_and(is_kernel), "{what}");
+        }
         let cmp = r["vs_baseline"].as_object().expect("vs_baseline");
         assert!(
             !cmp.is_empty() && cmp.values().all(|s| s["median"].is_number()),
@@ -167,6 +186,7 @@ fn check_markdown(dir: &Path) {
         for wl in WORKLOADS
             .iter()
             .filter(|w| w.starts_with("udp") || w.starts_with("tcp"))
+            .filter(|w| applies(sc, w))
         {
             assert!(
                 md.lines()
