@@ -1023,7 +1023,7 @@ fn sigterm_detaches_everything_and_the_kernel_path_works_again() {
         sock.display()
     );
     let log = std::fs::read_to_string(c.log_path(A)).unwrap_or_default();
-    assert!(log.contains("podfwd: stopped after"), "{log}");
+    assert!(log.contains("podfwd::control: stopped uptime_s="), "{log}");
 
     // Node A's kernel forwards at once: podfwd leaves the slow path it installed (the
     // VXLAN device with its neighbours, FDB entries and routes, as flanneld leaves

@@ -116,6 +116,9 @@ pub struct Counters {
     /// `to_kernel` frames, and frames it could not finish: next hop unresolved, too big,
     /// no route in podfwd's FIB); see `crate::handoff`.
     pub handoff: u64,
+    /// AF_XDP backend: kicks of the kernel to send (`sendto` on a TX ring that needs
+    /// a wakeup), counted per batch.
+    pub wakeups: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -154,6 +157,7 @@ impl Counters {
         self.tso_in += o.tso_in;
         self.gro_out += o.gro_out;
         self.handoff += o.handoff;
+        self.wakeups += o.wakeups;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -161,12 +165,12 @@ impl Counters {
 }
 
 /// The number of `u64` fields in [`Counters`], in the order of [`Counters::fields`].
-const FIELDS: usize = 11 + DropReason::COUNT;
+const FIELDS: usize = 12 + DropReason::COUNT;
 
 impl Counters {
     fn fields(&self) -> [u64; FIELDS] {
         let mut f = [0u64; FIELDS];
-        f[..11].copy_from_slice(&[
+        f[..12].copy_from_slice(&[
             self.rx,
             self.forwarded,
             self.encapsulated,
@@ -178,14 +182,15 @@ impl Counters {
             self.tso_in,
             self.gro_out,
             self.handoff,
+            self.wakeups,
         ]);
-        f[11..].copy_from_slice(&self.drops);
+        f[12..].copy_from_slice(&self.drops);
         f
     }
 
     fn from_fields(f: &[u64; FIELDS]) -> Counters {
         let mut drops = [0u64; DropReason::COUNT];
-        drops.copy_from_slice(&f[11..]);
+        drops.copy_from_slice(&f[12..]);
         Counters {
             rx: f[0],
             forwarded: f[1],
@@ -198,6 +203,7 @@ impl Counters {
             tso_in: f[8],
             gro_out: f[9],
             handoff: f[10],
+            wakeups: f[11],
             drops,
         }
     }
@@ -216,6 +222,7 @@ impl Counters {
             ("tso_in", self.tso_in),
             ("gro_out", self.gro_out),
             ("handoff", self.handoff),
+            ("wakeups", self.wakeups),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), *v))
@@ -283,6 +290,7 @@ mod tests {
             &mut c.tso_in,
             &mut c.gro_out,
             &mut c.handoff,
+            &mut c.wakeups,
         ]
         .into_iter()
         .enumerate()
