@@ -856,6 +856,7 @@ print(json.dumps({"samples": out}))
                 neighbours: [("reachable".to_string(), 3), ("failed".to_string(), 1)].into(),
                 mode: "auto".into(),
                 backend: "af-xdp".into(),
+                ..Default::default()
             }
             .with_classifier("eth0", classifier(100)),
         );
