@@ -233,6 +233,30 @@ const WORKER_COUNTERS: &[CounterField] = &[
         |c| c.decapsulated,
     ),
     (
+        "podfwd_rx",
+        Some("bytes"),
+        "Bytes of the frames a worker received (Ethernet header on).",
+        |c| c.rx_bytes,
+    ),
+    (
+        "podfwd_forwarded",
+        Some("bytes"),
+        "Bytes of the frames forwarded without encapsulation, as they leave.",
+        |c| c.forwarded_bytes,
+    ),
+    (
+        "podfwd_encapsulated",
+        Some("bytes"),
+        "Bytes of the frames encapsulated in VXLAN, as they leave (outer headers included).",
+        |c| c.encapsulated_bytes,
+    ),
+    (
+        "podfwd_decapsulated",
+        Some("bytes"),
+        "Bytes of the inner frames decapsulated from VXLAN.",
+        |c| c.decapsulated_bytes,
+    ),
+    (
         "podfwd_to_kernel",
         Some("packets"),
         "Frames the pipeline gave to the kernel (TTL expired, local destination).",
@@ -723,6 +747,15 @@ print(json.dumps({"samples": out}))
             value(first, "podfwd_xsk_wakeups_total", &[("worker", "3")]),
             22.0
         );
+        for (name, per_scale) in [
+            ("podfwd_rx_bytes_total", 1_000_000.0),
+            ("podfwd_forwarded_bytes_total", 400_000.0),
+            ("podfwd_encapsulated_bytes_total", 315_000.0),
+            ("podfwd_decapsulated_bytes_total", 290_000.0),
+        ] {
+            assert_eq!(value(first, name, &[("worker", "1")]), per_scale);
+            assert_eq!(value(first, name, &[("worker", "3")]), 2.0 * per_scale);
+        }
         assert_eq!(
             value(first, "podfwd_neighbours", &[("state", "reachable")]),
             3.0
@@ -777,6 +810,7 @@ print(json.dumps({"samples": out}))
         assert_eq!(kind("podfwd_xdp_classifier_total"), "counter");
         assert_eq!(kind("podfwd_fib_routes"), "gauge");
         assert_eq!(kind("podfwd_xsk_wakeups_total"), "counter");
+        assert_eq!(kind("podfwd_rx_bytes_total"), "counter");
         assert_eq!(kind("podfwd_neighbours"), "gauge");
         assert_eq!(kind("podfwd_dataplane_info"), "gauge");
         assert_eq!(kind("podfwd_lease_expiry_timestamp_seconds"), "gauge");
@@ -803,6 +837,10 @@ print(json.dumps({"samples": out}))
             batches: 20 * scale,
             ring_full: 2 * scale,
             wakeups: 11 * scale,
+            rx_bytes: 1_000_000 * scale,
+            forwarded_bytes: 400_000 * scale,
+            encapsulated_bytes: 315_000 * scale,
+            decapsulated_bytes: 290_000 * scale,
             ..Default::default()
         };
         for _ in 0..scale {
