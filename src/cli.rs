@@ -1,7 +1,8 @@
 //! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `routes`, `trace` and `cleanup`, and
 //! `completions` and `man`, generated from the same clap definition.
 //!
-//! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
+//! [`main`] parses the arguments, sets up the daemon's logs from the global `--log-level`
+//! and `--log-format` ([`crate::log`]), dispatches to one function per subcommand and turns any
 //! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
 //! as clap does). The work is elsewhere: `run` in [`crate::control`], `lab` in
 //! [`crate::lab`], `stats` and `routes` ask a running instance's control socket.

@@ -25,7 +25,7 @@ pub fn program(plan: &Plan) -> Result<u32, super::RunError> {
         ("removed", &report.removed),
     ] {
         for object in list {
-            tracing::info!(action, %object, "kernel");
+            tracing::info!(%action, %object, "kernel");
         }
     }
     for object in &report.adopted {
