@@ -1023,7 +1023,7 @@ fn sigterm_detaches_everything_and_the_kernel_path_works_again() {
         sock.display()
     );
     let log = std::fs::read_to_string(c.log_path(A)).unwrap_or_default();
-    assert!(log.contains("podfwd: stopped after"), "{log}");
+    assert!(log.contains("podfwd::control: stopped uptime_s="), "{log}");
 
     // Node A's kernel forwards at once: podfwd leaves the slow path it installed (the
     // VXLAN device with its neighbours, FDB entries and routes, as flanneld leaves
@@ -1424,6 +1424,10 @@ for f in text_string_to_metric_families(t):
     for s in f.samples:
         if s.name == 'podfwd_rx_packets_total' or (s.name == 'podfwd_drops_total' and s.labels.get('reason') == 'unknown_vtep'):
             print(s.name, s.value)
+        if s.name in ('podfwd_xsk_wakeups_total', 'podfwd_neighbours'):
+            print(s.name, s.value)
+        if s.name == 'podfwd_dataplane_info' and s.labels.get('backend') == 'afxdp':
+            print(s.name, s.value)
 ";
         let out = c.nodes[A]
             .exec(&["/usr/bin/python3", "-c", SCRIPT])
@@ -1444,4 +1448,9 @@ for f in text_string_to_metric_families(t):
         "rx grew by the pings: {before:?} -> {after:?}"
     );
     assert!(after["podfwd_drops_total"] >= 1.0, "{after:?}");
+    // The AF_XDP workers kicked the kernel to send the replies; the next hop to node B
+    // is a neighbour the kernel knows; the mode and backend are labelled.
+    assert!(after["podfwd_xsk_wakeups_total"] > 0.0, "{after:?}");
+    assert!(after["podfwd_neighbours"] >= 1.0, "{after:?}");
+    assert_eq!(after["podfwd_dataplane_info"], 1.0, "{after:?}");
 }

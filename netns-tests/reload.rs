@@ -113,7 +113,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
         std::thread::sleep(Duration::from_millis(500));
 
         // Add peer C.
-        reload(&c, &with_peer_c(&c), "podfwd: reloaded");
+        reload(&c, &with_peer_c(&c), "reloaded source=");
         assert!(has_route(&c, C_POD_CIDR), "{:?}", routes(&c));
         let reachable = harness::wait_until(Duration::from_secs(5), || ping_c_ok(&c));
         assert!(
@@ -123,7 +123,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
         );
 
         // Remove it again.
-        reload(&c, &c.config_toml(0), "podfwd: reloaded");
+        reload(&c, &c.config_toml(0), "reloaded source=");
         assert!(!has_route(&c, C_POD_CIDR), "{:?}", routes(&c));
         assert!(
             !ping_c_ok(&c),
@@ -132,7 +132,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
 
         // An invalid file: refused with the message `podfwd check` gives.
         let bad = c.config_toml(0).replace(SIDES[1].node_ip, "10.168.0.300");
-        reload(&c, &bad, "podfwd: reload refused");
+        reload(&c, &bad, "reload refused");
         let check = std::process::Command::new(exe())
             .args(["check", "--config"])
             .arg(c.config_path(0))
@@ -147,7 +147,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
 
         // A change that cannot be applied live: refused naming the key.
         let other_cores = c.config_toml(0).replace("queues = 1", "queues = 2");
-        reload(&c, &other_cores, "podfwd: reload refused");
+        reload(&c, &other_cores, "reload refused");
         let log = std::fs::read_to_string(c.log_path(0)).unwrap();
         assert!(log.contains("dataplane.queues changed"), "{log}");
 
@@ -170,7 +170,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
 
     // Peer C once more, with no other traffic: podfwd itself carries it (not only the
     // kernel slow path, which has the route too on an AF_XDP node).
-    reload(&c, &with_peer_c(&c), "podfwd: reloaded");
+    reload(&c, &with_peer_c(&c), "reloaded source=");
     assert!(harness::wait_until(Duration::from_secs(5), || ping_c_ok(
         &c
     )));
@@ -186,7 +186,7 @@ fn reloads_apply_peer_changes_live(tag: &str, backend: Backend) {
         c.logs()
     );
     let log = std::fs::read_to_string(c.log_path(0)).unwrap();
-    assert!(!log.contains("stopped after"), "{log}");
+    assert!(!log.contains("podfwd::control: stopped "), "{log}");
 }
 
 #[test]

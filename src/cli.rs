@@ -1,7 +1,8 @@
 //! The `podfwd` command line: `run`, `check`, `lab`, `stats`, `routes`, `trace` and `cleanup`, and
 //! `completions` and `man`, generated from the same clap definition.
 //!
-//! [`main`] parses the arguments, dispatches to one function per subcommand and turns any
+//! [`main`] parses the arguments, sets up the daemon's logs from the global `--log-level`
+//! and `--log-format` ([`crate::log`]), dispatches to one function per subcommand and turns any
 //! error into `podfwd: error: <message>` on stderr and exit status 1 (usage errors exit 2,
 //! as clap does). The work is elsewhere: `run` in [`crate::control`], `lab` in
 //! [`crate::lab`], `stats` and `routes` ask a running instance's control socket.
@@ -36,6 +37,14 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The most verbose log level written to stderr (the daemon's diagnostics); wins
+    /// over RUST_LOG, which may carry per-module directives (default: info). See
+    /// docs/logging.md.
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<crate::log::LogLevel>,
+    /// How log lines look: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = crate::log::LogFormat::Text)]
+    log_format: crate::log::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +172,7 @@ pub enum CliError {
 /// Entry point of the `podfwd` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::log::init(cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run_command(args),
         Command::Check(args) => check_command(args),
@@ -177,7 +187,13 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podfwd: error: {e}");
+            // Under systemd the journal reads the syslog priority in front (err).
+            let priority = if crate::log::stderr_is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{priority}podfwd: error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -353,9 +369,24 @@ fn needs_registry(e: &crate::config::ConfigError) -> bool {
 }
 
 fn run_command(args: RunArgs) -> Result<(), CliError> {
+    tracing::info!(
+        version = crate::build_info::VERSION,
+        revision = crate::build_info::REVISION,
+        config = %args.config.display(),
+        "starting"
+    );
     let load = |path: &std::path::Path| -> Result<Plan, CliError> {
+        tracing::debug!(config = %path.display(), "reading the config");
         let config = Config::load(path)?;
-        Ok(resolve_plan(&config, Strictness::Run)?.0)
+        let plan = resolve_plan(&config, Strictness::Run)?.0;
+        tracing::debug!(
+            peers = plan.peers.len(),
+            routes = plan.routes.len(),
+            mode = %plan.dataplane.mode,
+            backend = %plan.dataplane.backend,
+            "plan resolved"
+        );
+        Ok(plan)
     };
     let plan = match load(&args.config) {
         Err(CliError::Config(e)) if needs_registry(&e) => return run_etcd_node(args),

@@ -116,6 +116,17 @@ pub struct Counters {
     /// `to_kernel` frames, and frames it could not finish: next hop unresolved, too big,
     /// no route in podfwd's FIB); see `crate::handoff`.
     pub handoff: u64,
+    /// AF_XDP backend: kicks of the kernel to send (`sendto` on a TX ring that needs
+    /// a wakeup), counted per batch.
+    pub wakeups: u64,
+    /// Bytes of the frames handed to the pipeline (Ethernet header on), summed per batch.
+    pub rx_bytes: u64,
+    /// Bytes of the `forwarded` frames as they leave (Ethernet padding dropped).
+    pub forwarded_bytes: u64,
+    /// Bytes of the `encapsulated` frames as they leave (outer headers included).
+    pub encapsulated_bytes: u64,
+    /// Bytes of the inner frames of the `decapsulated` ones.
+    pub decapsulated_bytes: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -154,6 +165,11 @@ impl Counters {
         self.tso_in += o.tso_in;
         self.gro_out += o.gro_out;
         self.handoff += o.handoff;
+        self.wakeups += o.wakeups;
+        self.rx_bytes += o.rx_bytes;
+        self.forwarded_bytes += o.forwarded_bytes;
+        self.encapsulated_bytes += o.encapsulated_bytes;
+        self.decapsulated_bytes += o.decapsulated_bytes;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -161,12 +177,14 @@ impl Counters {
 }
 
 /// The number of `u64` fields in [`Counters`], in the order of [`Counters::fields`].
-const FIELDS: usize = 11 + DropReason::COUNT;
+const FIELDS: usize = SCALARS + DropReason::COUNT;
+/// The fields of [`Counters`] before its drops.
+const SCALARS: usize = 16;
 
 impl Counters {
     fn fields(&self) -> [u64; FIELDS] {
         let mut f = [0u64; FIELDS];
-        f[..11].copy_from_slice(&[
+        f[..SCALARS].copy_from_slice(&[
             self.rx,
             self.forwarded,
             self.encapsulated,
@@ -178,14 +196,19 @@ impl Counters {
             self.tso_in,
             self.gro_out,
             self.handoff,
+            self.wakeups,
+            self.rx_bytes,
+            self.forwarded_bytes,
+            self.encapsulated_bytes,
+            self.decapsulated_bytes,
         ]);
-        f[11..].copy_from_slice(&self.drops);
+        f[SCALARS..].copy_from_slice(&self.drops);
         f
     }
 
     fn from_fields(f: &[u64; FIELDS]) -> Counters {
         let mut drops = [0u64; DropReason::COUNT];
-        drops.copy_from_slice(&f[11..]);
+        drops.copy_from_slice(&f[SCALARS..]);
         Counters {
             rx: f[0],
             forwarded: f[1],
@@ -198,6 +221,11 @@ impl Counters {
             tso_in: f[8],
             gro_out: f[9],
             handoff: f[10],
+            wakeups: f[11],
+            rx_bytes: f[12],
+            forwarded_bytes: f[13],
+            encapsulated_bytes: f[14],
+            decapsulated_bytes: f[15],
             drops,
         }
     }
@@ -216,6 +244,11 @@ impl Counters {
             ("tso_in", self.tso_in),
             ("gro_out", self.gro_out),
             ("handoff", self.handoff),
+            ("wakeups", self.wakeups),
+            ("rx_bytes", self.rx_bytes),
+            ("forwarded_bytes", self.forwarded_bytes),
+            ("encapsulated_bytes", self.encapsulated_bytes),
+            ("decapsulated_bytes", self.decapsulated_bytes),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), *v))
@@ -283,6 +316,11 @@ mod tests {
             &mut c.tso_in,
             &mut c.gro_out,
             &mut c.handoff,
+            &mut c.wakeups,
+            &mut c.rx_bytes,
+            &mut c.forwarded_bytes,
+            &mut c.encapsulated_bytes,
+            &mut c.decapsulated_bytes,
         ]
         .into_iter()
         .enumerate()

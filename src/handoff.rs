@@ -38,7 +38,7 @@ impl Handoff {
         let fd = dev.fd(0);
         let path = format!("/proc/sys/net/ipv4/conf/{DEVICE}/rp_filter");
         if let Err(e) = std::fs::write(&path, "0") {
-            eprintln!("podfwd: warning: setting {path} = 0: {e}");
+            tracing::warn!(sysctl = %path, error = %e, "cannot turn the hand-off device's rp_filter off");
         }
         let _ = std::fs::write(
             format!("/proc/sys/net/ipv6/conf/{DEVICE}/disable_ipv6"),
@@ -47,9 +47,12 @@ impl Handoff {
         if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
             .is_ok_and(|v| v.trim() == "1")
         {
-            eprintln!(
-                "podfwd: warning: net.ipv4.conf.all.rp_filter = 1 (strict): the kernel drops \
-                 frames podfwd hands back to it through {DEVICE}; use 0 or 2 (loose)"
+            tracing::warn!(
+                sysctl = "net.ipv4.conf.all.rp_filter",
+                value = 1,
+                interface = DEVICE,
+                "strict reverse-path filtering: the kernel drops frames podfwd hands back to it \
+                 through the hand-off device; use 0 or 2 (loose)"
             );
         }
         Ok(Handoff { dev, fd })

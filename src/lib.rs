@@ -18,6 +18,7 @@
 //! - [`netlink`]: the kernel's interfaces, neighbours and routes (the one interface
 //!   lookup).
 //! - [`cli`]: the `podfwd` command line.
+//! - [`log`]: the daemon's leveled, structured logs and their rate limit.
 //! - [`metrics`]: Prometheus metrics over HTTP; [`notify`]: systemd readiness;
 //!   [`build_info`]: what the binary was built from.
 
@@ -31,6 +32,7 @@ pub mod counters;
 pub mod handoff;
 pub mod kernel;
 pub mod lab;
+pub mod log;
 pub mod lpm;
 pub mod metrics;
 pub mod netlink;

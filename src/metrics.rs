@@ -103,6 +103,13 @@ pub struct ControlSnapshot {
     /// Remote nodes (peers) currently known.
     pub peers: u64,
     pub route_source: RouteSourceState,
+    /// The kernel's neighbours on the served ports, by NUD state name (`reachable`,
+    /// `stale`, `failed`, ...).
+    pub neighbours: BTreeMap<String, u64>,
+    /// The node's forwarding mode (`host-gw`, `vxlan`, `auto`) and backend, for
+    /// `podfwd_dataplane_info` (empty until the control thread publishes).
+    pub mode: String,
+    pub backend: String,
 }
 
 impl ControlSnapshot {
@@ -226,6 +233,30 @@ const WORKER_COUNTERS: &[CounterField] = &[
         |c| c.decapsulated,
     ),
     (
+        "podfwd_rx",
+        Some("bytes"),
+        "Bytes of the frames a worker received (Ethernet header on).",
+        |c| c.rx_bytes,
+    ),
+    (
+        "podfwd_forwarded",
+        Some("bytes"),
+        "Bytes of the frames forwarded without encapsulation, as they leave.",
+        |c| c.forwarded_bytes,
+    ),
+    (
+        "podfwd_encapsulated",
+        Some("bytes"),
+        "Bytes of the frames encapsulated in VXLAN, as they leave (outer headers included).",
+        |c| c.encapsulated_bytes,
+    ),
+    (
+        "podfwd_decapsulated",
+        Some("bytes"),
+        "Bytes of the inner frames decapsulated from VXLAN.",
+        |c| c.decapsulated_bytes,
+    ),
+    (
         "podfwd_to_kernel",
         Some("packets"),
         "Frames the pipeline gave to the kernel (TTL expired, local destination).",
@@ -245,6 +276,12 @@ const WORKER_COUNTERS: &[CounterField] = &[
         None,
         "Times a worker found an egress ring full.",
         |c| c.ring_full,
+    ),
+    (
+        "podfwd_xsk_wakeups",
+        None,
+        "Times a worker kicked the kernel to send from an AF_XDP TX ring (sendto, need_wakeup).",
+        |c| c.wakeups,
     ),
     (
         "podfwd_tun_tso_in",
@@ -350,6 +387,31 @@ impl Collector for Collected {
             "Remote nodes currently known.",
             control.peers as i64,
         )?;
+        let mut neighbours = enc.encode_descriptor(
+            "podfwd_neighbours",
+            "The kernel's neighbour entries on the interfaces podfwd serves, by NUD state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, n) in &control.neighbours {
+            let labels = [("state", state.as_str())];
+            ConstGauge::new(*n as i64).encode(neighbours.encode_family(&labels)?)?;
+        }
+        if !control.mode.is_empty() {
+            let mut dataplane = enc.encode_descriptor(
+                "podfwd_dataplane_info",
+                "The node's forwarding mode and backend (always 1): podfwd_forwarded counts \
+                 the host-gw (direct) path, podfwd_encapsulated and podfwd_decapsulated the \
+                 VXLAN path.",
+                None,
+                MetricType::Gauge,
+            )?;
+            let labels = [
+                ("mode", control.mode.as_str()),
+                ("backend", control.backend.as_str()),
+            ];
+            ConstGauge::new(1i64).encode(dataplane.encode_family(&labels)?)?;
+        }
         let source = &control.route_source;
         let labels = [("source", source.kind)];
         let mut connected = enc.encode_descriptor(
@@ -682,6 +744,35 @@ print(json.dumps({"samples": out}))
         assert_eq!(value(first, "podfwd_peers", &[]), 2.0);
         assert_eq!(value(first, "podfwd_workers", &[]), 2.0);
         assert_eq!(
+            value(first, "podfwd_xsk_wakeups_total", &[("worker", "3")]),
+            22.0
+        );
+        for (name, per_scale) in [
+            ("podfwd_rx_bytes_total", 1_000_000.0),
+            ("podfwd_forwarded_bytes_total", 400_000.0),
+            ("podfwd_encapsulated_bytes_total", 315_000.0),
+            ("podfwd_decapsulated_bytes_total", 290_000.0),
+        ] {
+            assert_eq!(value(first, name, &[("worker", "1")]), per_scale);
+            assert_eq!(value(first, name, &[("worker", "3")]), 2.0 * per_scale);
+        }
+        assert_eq!(
+            value(first, "podfwd_neighbours", &[("state", "reachable")]),
+            3.0
+        );
+        assert_eq!(
+            value(first, "podfwd_neighbours", &[("state", "failed")]),
+            1.0
+        );
+        assert_eq!(
+            value(
+                first,
+                "podfwd_dataplane_info",
+                &[("mode", "auto"), ("backend", "af-xdp")]
+            ),
+            1.0
+        );
+        assert_eq!(
             value(
                 first,
                 "podfwd_route_source_connected",
@@ -718,6 +809,10 @@ print(json.dumps({"samples": out}))
         assert_eq!(kind("podfwd_drops_total"), "counter");
         assert_eq!(kind("podfwd_xdp_classifier_total"), "counter");
         assert_eq!(kind("podfwd_fib_routes"), "gauge");
+        assert_eq!(kind("podfwd_xsk_wakeups_total"), "counter");
+        assert_eq!(kind("podfwd_rx_bytes_total"), "counter");
+        assert_eq!(kind("podfwd_neighbours"), "gauge");
+        assert_eq!(kind("podfwd_dataplane_info"), "gauge");
         assert_eq!(kind("podfwd_lease_expiry_timestamp_seconds"), "gauge");
     }
 
@@ -741,6 +836,11 @@ print(json.dumps({"samples": out}))
             handoff: 3 * scale,
             batches: 20 * scale,
             ring_full: 2 * scale,
+            wakeups: 11 * scale,
+            rx_bytes: 1_000_000 * scale,
+            forwarded_bytes: 400_000 * scale,
+            encapsulated_bytes: 315_000 * scale,
+            decapsulated_bytes: 290_000 * scale,
             ..Default::default()
         };
         for _ in 0..scale {
@@ -791,6 +891,9 @@ print(json.dumps({"samples": out}))
                     revision: Some(42),
                     lease_expiry: Some(expiry),
                 },
+                neighbours: [("reachable".to_string(), 3), ("failed".to_string(), 1)].into(),
+                mode: "auto".into(),
+                backend: "af-xdp".into(),
                 ..Default::default()
             }
             .with_classifier("eth0", classifier(100)),

@@ -393,3 +393,207 @@ fn check_shows_where_metrics_are_served_and_rejects_a_bad_listen_address() {
         "{stderr}"
     );
 }
+
+/// A node whose uplink does not exist on this machine: `podfwd run` logs that it starts
+/// and reads the config (at debug), then fails before it touches the network or needs
+/// root.
+fn missing_uplink_config() -> String {
+    let path = scratch_file(
+        "missing-uplink.toml",
+        "[node]\nip = \"10.168.0.2\"\npod_cidr = \"10.244.0.0/24\"\nuplink = \"podfwd-nx0\"\n\
+         pod_interfaces = [\"podfwd-nx1\"]\n[vxlan]\nvtep_mac = \"0e:00:00:00:00:0a\"\n",
+    );
+    path.to_str().unwrap().to_string()
+}
+
+const MISSING_UPLINK: &str =
+    "podfwd: error: uplink \"podfwd-nx0\" (node.uplink) does not exist on this machine";
+
+/// `podfwd ARGS` with RUST_LOG as given (and no journal): exit status and stderr.
+fn logged(args: &[&str], rust_log: Option<&str>) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podfwd"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM");
+    if let Some(v) = rust_log {
+        cmd.env("RUST_LOG", v);
+    }
+    let out = cmd.output().expect("podfwd runs");
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn run_logs_at_info_by_default_with_fields_and_keeps_the_error_line() {
+    let config = missing_uplink_config();
+    let (code, stderr) = logged(&["run", "--config", &config], None);
+    assert_eq!(code, Some(1), "{stderr}");
+    let start = stderr
+        .lines()
+        .find(|l| l.contains(" INFO podfwd::cli: starting "))
+        .unwrap_or_else(|| panic!("no start line:\n{stderr}"));
+    // A timestamp first, the fields after the message.
+    assert!(start.starts_with("20") && start.contains("Z "), "{start}");
+    assert!(start.contains(&format!("config={config}")), "{start}");
+    assert!(start.contains("version=\""), "{start}");
+    assert!(!stderr.contains("DEBUG"), "{stderr}");
+    assert_eq!(stderr.lines().last(), Some(MISSING_UPLINK), "{stderr}");
+}
+
+#[test]
+fn log_level_warn_suppresses_info_and_wins_over_rust_log() {
+    let config = missing_uplink_config();
+    for rust_log in [None, Some("debug")] {
+        let (code, stderr) = logged(
+            &["run", "--log-level", "warn", "--config", &config],
+            rust_log,
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(
+            stderr,
+            format!("{MISSING_UPLINK}\n"),
+            "RUST_LOG={rust_log:?}"
+        );
+    }
+    // The flag is global: before the subcommand too.
+    let (_, stderr) = logged(&["--log-level", "error", "run", "--config", &config], None);
+    assert_eq!(stderr, format!("{MISSING_UPLINK}\n"));
+    let (_, stderr) = logged(
+        &["run", "--log-level", "info", "--config", &config],
+        Some("debug"),
+    );
+    assert!(
+        stderr.contains(" INFO ") && !stderr.contains("DEBUG"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn rust_log_shows_debug_lines_also_per_module() {
+    let config = missing_uplink_config();
+    for rust_log in ["debug", "warn,podfwd::cli=debug"] {
+        let (code, stderr) = logged(&["run", "--config", &config], Some(rust_log));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(" DEBUG podfwd::cli: reading the config config="),
+            "RUST_LOG={rust_log}: {stderr}"
+        );
+    }
+    let (_, stderr) = logged(&["run", "--log-level", "debug", "--config", &config], None);
+    assert!(
+        stderr.contains(" DEBUG podfwd::cli: reading the config"),
+        "{stderr}"
+    );
+    // Other modules only: podfwd::cli stays quiet.
+    let (_, stderr) = logged(&["run", "--config", &config], Some("podfwd::control=debug"));
+    assert_eq!(stderr, format!("{MISSING_UPLINK}\n"));
+}
+
+#[test]
+fn an_unusable_rust_log_is_said_and_the_default_applies() {
+    let config = missing_uplink_config();
+    let (code, stderr) = logged(&["run", "--config", &config], Some("podfwd=loud"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(" WARN podfwd::log: RUST_LOG=\"podfwd=loud\" ignored"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" INFO podfwd::cli: starting"), "{stderr}");
+}
+
+#[test]
+fn every_log_level_name_parses_and_a_bad_one_is_a_usage_error() {
+    let config = missing_uplink_config();
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        let (code, stderr) = logged(&["run", "--log-level", level, "--config", &config], None);
+        assert_eq!(code, Some(1), "{level}: {stderr}");
+        assert!(
+            stderr.ends_with(&format!("{MISSING_UPLINK}\n")),
+            "{level}: {stderr}"
+        );
+    }
+    let (code, stderr) = logged(&["run", "--log-level", "loud", "--config", &config], None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'loud' for '--log-level <LEVEL>'")
+            && stderr.contains("[possible values: error, warn, info, debug, trace]"),
+        "{stderr}"
+    );
+    let (code, stderr) = logged(&["stats", "--log-format", "xml"], None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("[possible values: text, json]"), "{stderr}");
+}
+
+#[test]
+fn json_log_lines_parse_with_their_fields() {
+    let config = missing_uplink_config();
+    let (code, stderr) = logged(
+        &[
+            "run",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "--config",
+            &config,
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let start = events
+        .iter()
+        .find(|e| e["message"] == "starting")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(start["level"], "INFO");
+    assert_eq!(start["target"], "podfwd::cli");
+    assert_eq!(start["config"], config.as_str());
+    assert!(start["timestamp"].is_string(), "{start}");
+    assert!(events.iter().any(|e| e["level"] == "DEBUG"), "{stderr}");
+    assert_eq!(stderr.lines().last(), Some(MISSING_UPLINK));
+}
+
+#[test]
+fn under_the_journal_lines_carry_a_syslog_priority_and_no_timestamp() {
+    use std::os::unix::fs::MetadataExt;
+    let config = missing_uplink_config();
+    // stderr to a file whose device and inode JOURNAL_STREAM names, as systemd does.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("journal-stderr.log");
+    let file = std::fs::File::create(&path).unwrap();
+    let meta = file.metadata().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_podfwd"))
+        .args(["run", "--config", &config])
+        .env_remove("RUST_LOG")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let stderr = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("<6> INFO podfwd::cli: starting")
+                || l.starts_with("<6>INFO podfwd::cli: starting")),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().last(),
+        Some(format!("<3>{MISSING_UPLINK}").as_str())
+    );
+    // Another stream's JOURNAL_STREAM (stderr is not the journal): plain lines.
+    let (_, plain) = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_podfwd"));
+        cmd.args(["run", "--config", &config])
+            .env_remove("RUST_LOG")
+            .env("JOURNAL_STREAM", "1:1");
+        let out = cmd.output().unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    assert!(plain.starts_with("20"), "{plain}");
+}

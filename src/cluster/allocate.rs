@@ -100,9 +100,11 @@ impl Etcd {
                     own.lost_races = lost_races;
                     return Ok(own);
                 }
-                eprintln!(
-                    "podfwd: cluster: lease {} of this node ({}) does not fit the network config (/{} in {}..={}); deleting it",
-                    l.subnet, attrs.public_ip, network.subnet_len, network.subnet_min, network.subnet_max
+                tracing::warn!(
+                    subnet = %l.subnet,
+                    node_ip = %attrs.public_ip,
+                    network = %format_args!("/{} in {}..={}", network.subnet_len, network.subnet_min, network.subnet_max),
+                    "cluster: this node's lease does not fit the network config; deleting it"
                 );
                 self.delete(&self.subnet_path(l.subnet)).await?;
             }

@@ -366,6 +366,7 @@ impl Registry {
         let shared = self.shared.clone();
         let timing = self.timing;
         *slot = Some(self.rt().spawn(async move {
+            let mut warnings = crate::log::RateLimit::new(crate::log::WARN_EVERY);
             loop {
                 let Some(own) = shared.own.lock().unwrap().clone() else {
                     return;
@@ -396,9 +397,13 @@ impl Registry {
                         }
                         Err(e) => {
                             shared.renew_failures.fetch_add(1, Ordering::Relaxed);
-                            eprintln!(
-                                "podfwd: cluster: renewing {} failed: {e}; retrying in {:?}",
-                                own.subnet, timing.renew_retry
+                            crate::warn_limited!(
+                                warnings,
+                                own.subnet,
+                                subnet = %own.subnet,
+                                error = %e,
+                                retry_in = ?timing.renew_retry,
+                                "cluster: renewing the lease failed"
                             );
                             tokio::time::sleep(timing.renew_retry).await;
                         }
@@ -548,7 +553,14 @@ pub fn node_config(
         .filter_map(|l| match peer(network, l) {
             Ok(p) => Some(p),
             Err(why) => {
-                eprintln!("podfwd: cluster: {why}");
+                // Said again with every change of the lease set: rate-limited per subnet.
+                static SKIPPED: std::sync::LazyLock<
+                    Mutex<crate::log::RateLimit<Ipv4Net>>,
+                > = std::sync::LazyLock::new(|| {
+                    Mutex::new(crate::log::RateLimit::new(crate::log::WARN_EVERY))
+                });
+                let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+                crate::warn_limited!(skipped, l.subnet, subnet = %l.subnet, reason = %why, "cluster: not a peer");
                 None
             }
         })

@@ -49,6 +49,8 @@ pub(crate) struct Watcher {
     /// What the receiver knows: subnet -> lease.
     known: HashMap<Ipv4Net, Lease>,
     up: bool,
+    /// Failures that repeat with every retry while etcd is away.
+    warnings: crate::log::RateLimit<&'static str>,
 }
 
 impl Watcher {
@@ -67,6 +69,7 @@ impl Watcher {
             notify,
             known: HashMap::new(),
             up: false,
+            warnings: crate::log::RateLimit::new(crate::log::WARN_EVERY),
         }
     }
 
@@ -100,43 +103,44 @@ impl Watcher {
         loop {
             let from = match next {
                 Some(rev) => rev,
-                None => {
-                    match self.etcd.list_subnets().await {
-                        Ok(listing) => {
-                            for (key, why) in &listing.skipped {
-                                eprintln!("podfwd: cluster: skipping {key}: {why}");
-                            }
-                            let leases: Vec<Lease> = listing
-                                .leases
-                                .into_iter()
-                                .filter(|l| Some(l.subnet) != self.own)
-                                .collect();
-                            self.known = leases.iter().map(|l| (l.subnet, l.clone())).collect();
-                            self.seen(listing.revision);
-                            self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
-                            if !self.set_up(true) || !self.send(RegistryEvent::Snapshot(leases)) {
-                                return;
-                            }
-                            backoff = BACKOFF_START;
-                            next = Some(listing.revision + 1);
-                            listing.revision + 1
+                None => match self.etcd.list_subnets().await {
+                    Ok(listing) => {
+                        for (key, why) in &listing.skipped {
+                            tracing::warn!(%key, reason = %why, "cluster: skipping a subnet entry");
                         }
-                        Err(e) => {
-                            eprintln!("podfwd: cluster: listing subnets failed: {e}; retrying in {backoff:?}");
-                            if !self.set_up(false) {
-                                return;
-                            }
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
-                            continue;
+                        let leases: Vec<Lease> = listing
+                            .leases
+                            .into_iter()
+                            .filter(|l| Some(l.subnet) != self.own)
+                            .collect();
+                        self.known = leases.iter().map(|l| (l.subnet, l.clone())).collect();
+                        self.seen(listing.revision);
+                        self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                        if !self.set_up(true) || !self.send(RegistryEvent::Snapshot(leases)) {
+                            return;
                         }
+                        backoff = BACKOFF_START;
+                        next = Some(listing.revision + 1);
+                        listing.revision + 1
                     }
-                }
+                    Err(e) => {
+                        crate::warn_limited!(self.warnings, "list", error = %e, retry_in = ?backoff, "cluster: listing subnets failed");
+                        if !self.set_up(false) {
+                            return;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                },
             };
             match self.follow(from, &mut next, &mut backoff).await {
                 Ended::Closed => return,
                 Ended::Compacted => {
-                    eprintln!("podfwd: cluster: revision {from} was compacted; re-listing subnets");
+                    tracing::info!(
+                        revision = from,
+                        "cluster: revision compacted; re-listing subnets"
+                    );
                     next = None;
                 }
                 Ended::Broken => {
@@ -166,13 +170,16 @@ impl Watcher {
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                eprintln!("podfwd: cluster: watch {prefix} from revision {from} failed: {e}");
+                crate::warn_limited!(self.warnings, "watch", %prefix, revision = from, error = %e, "cluster: watch failed");
                 return Ended::Broken;
             }
             Err(_) => {
-                eprintln!(
-                    "podfwd: cluster: watch {prefix}: no answer within {:?}",
-                    self.etcd.op_timeout
+                crate::warn_limited!(
+                    self.warnings,
+                    "watch",
+                    %prefix,
+                    timeout = ?self.etcd.op_timeout,
+                    "cluster: watch: no answer in time"
                 );
                 return Ended::Broken;
             }
@@ -181,11 +188,15 @@ impl Watcher {
             let resp = match stream.message().await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
-                    eprintln!("podfwd: cluster: watch stream closed by etcd");
+                    crate::warn_limited!(
+                        self.warnings,
+                        "stream",
+                        "cluster: watch stream closed by etcd"
+                    );
                     return Ended::Broken;
                 }
                 Err(e) => {
-                    eprintln!("podfwd: cluster: watch stream broke: {e}");
+                    crate::warn_limited!(self.warnings, "stream", error = %e, "cluster: watch stream broke");
                     return Ended::Broken;
                 }
             };
@@ -193,9 +204,11 @@ impl Watcher {
                 return Ended::Compacted;
             }
             if resp.canceled() {
-                eprintln!(
-                    "podfwd: cluster: watch canceled by etcd: {}",
-                    resp.cancel_reason()
+                crate::warn_limited!(
+                    self.warnings,
+                    "stream",
+                    reason = resp.cancel_reason(),
+                    "cluster: watch canceled by etcd"
                 );
                 if resp.cancel_reason().contains("compacted") {
                     return Ended::Compacted;
@@ -240,9 +253,11 @@ impl Watcher {
                     EventType::Put => {
                         match Lease::from_kv(&key, kv.value(), kv.lease(), kv.mod_revision()) {
                             Err(e) => {
-                                eprintln!(
-                                    "podfwd: cluster: skipping {key} = {:?}: {e}",
-                                    String::from_utf8_lossy(kv.value())
+                                tracing::warn!(
+                                    %key,
+                                    value = ?String::from_utf8_lossy(kv.value()),
+                                    reason = %e,
+                                    "cluster: skipping a subnet entry"
                                 );
                                 continue;
                             }

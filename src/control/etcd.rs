@@ -51,11 +51,11 @@ pub fn start(path: &Path, resolve: Resolve) -> Result<(Plan, EtcdSource), String
     let own = registry
         .acquire_lease(&attrs, &network)
         .map_err(|e| e.to_string())?;
-    eprintln!(
-        "podfwd: cluster: subnet {} ({}; lease {:x})",
-        own.subnet,
-        if own.reused { "this node's" } else { "new" },
-        own.etcd_lease
+    tracing::info!(
+        subnet = %own.subnet,
+        reused = own.reused,
+        lease = %format_args!("{:x}", own.etcd_lease),
+        "cluster: this node's subnet"
     );
     let events = registry.watch();
     let deadline = Instant::now() + FIRST_LIST;
@@ -63,11 +63,9 @@ pub fn start(path: &Path, resolve: Resolve) -> Result<(Plan, EtcdSource), String
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left) {
             Ok(RegistryEvent::Snapshot(leases)) => break leases,
-            Ok(RegistryEvent::Connection { up }) => {
-                eprintln!(
-                    "podfwd: cluster: etcd {}",
-                    if up { "reachable" } else { "unreachable" }
-                )
+            Ok(RegistryEvent::Connection { up: true }) => tracing::info!("cluster: etcd reachable"),
+            Ok(RegistryEvent::Connection { up: false }) => {
+                tracing::warn!("cluster: etcd unreachable")
             }
             Ok(_) => {}
             Err(RecvTimeoutError::Timeout) => {
@@ -166,32 +164,32 @@ impl EtcdSource {
                     changed = true;
                 }
                 Ok(RegistryEvent::Added(l)) | Ok(RegistryEvent::Changed(l)) => {
-                    eprintln!(
-                        "podfwd: cluster: lease {} -> {}",
-                        l.subnet, l.attrs.public_ip
+                    tracing::info!(
+                        subnet = %l.subnet,
+                        peer = %l.attrs.public_ip,
+                        "cluster: lease"
                     );
                     self.leases.insert(l.subnet, l);
                     changed = true;
                 }
                 Ok(RegistryEvent::Removed(subnet)) => {
-                    eprintln!("podfwd: cluster: lease {subnet} removed");
+                    tracing::info!(%subnet, "cluster: lease removed");
                     changed |= self.leases.remove(&subnet).is_some();
                 }
-                Ok(RegistryEvent::OwnLeaseRemoved(subnet)) => eprintln!(
-                    "podfwd: warning: cluster: this node's lease {subnet} was deleted from etcd; \
+                Ok(RegistryEvent::OwnLeaseRemoved(subnet)) => tracing::warn!(
+                    %subnet,
+                    "cluster: this node's lease was deleted from etcd; \
                      forwarding goes on with the routes it has (restart podfwd to lease again)"
                 ),
-                Ok(RegistryEvent::Connection { up }) => eprintln!(
-                    "podfwd: cluster: etcd {}",
-                    if up {
-                        "reachable again"
-                    } else {
-                        "unreachable; forwarding goes on with the routes it has"
-                    }
+                Ok(RegistryEvent::Connection { up: true }) => {
+                    tracing::info!("cluster: etcd reachable again")
+                }
+                Ok(RegistryEvent::Connection { up: false }) => tracing::warn!(
+                    "cluster: etcd unreachable; forwarding goes on with the routes it has"
                 ),
                 Err(TryRecvError::Empty) => return changed,
                 Err(TryRecvError::Disconnected) => {
-                    eprintln!("podfwd: warning: cluster: the registry's watcher stopped");
+                    tracing::warn!("cluster: the registry's watcher stopped");
                     return changed;
                 }
             }

@@ -12,11 +12,24 @@ use crate::plan::Plan;
 pub fn program(plan: &Plan) -> Result<u32, super::RunError> {
     let spec = KernelSpec::from_plan(plan);
     let report = crate::kernel::apply(&spec)?;
-    eprintln!("podfwd: {}", report.summary());
-    for line in report.to_string().lines() {
-        if !line.starts_with("adopted") {
-            eprintln!("podfwd: kernel: {line}");
+    tracing::info!(
+        created = report.created.len(),
+        adopted = report.adopted.len(),
+        corrected = report.corrected.len(),
+        removed = report.removed.len(),
+        "kernel programmed"
+    );
+    for (action, list) in [
+        ("created", &report.created),
+        ("corrected", &report.corrected),
+        ("removed", &report.removed),
+    ] {
+        for object in list {
+            tracing::info!(%action, %object, "kernel");
         }
+    }
+    for object in &report.adopted {
+        tracing::debug!(action = "adopted", %object, "kernel");
     }
     match &spec.vxlan {
         Some(_) => Ok(netlink::interface(&spec.device_name)?.index),
@@ -30,11 +43,13 @@ pub fn program(plan: &Plan) -> Result<u32, super::RunError> {
 pub fn warn_if_forwarding_off() {
     match std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
         Ok(v) if v.trim() == "1" => {}
-        Ok(_) => eprintln!(
-            "podfwd: warning: net.ipv4.ip_forward = 0: the kernel slow path cannot forward, \
+        Ok(_) => tracing::warn!(
+            sysctl = "net.ipv4.ip_forward",
+            value = 0,
+            "IPv4 forwarding is off: the kernel slow path cannot forward, \
              and the classifier hands every frame to it, so nothing is forwarded; set \
              `sysctl -w net.ipv4.ip_forward=1` (every Kubernetes node has it)"
         ),
-        Err(e) => eprintln!("podfwd: warning: reading net.ipv4.ip_forward: {e}"),
+        Err(e) => tracing::warn!(sysctl = "net.ipv4.ip_forward", error = %e, "cannot read"),
     }
 }

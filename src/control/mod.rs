@@ -72,12 +72,12 @@ fn kernel_changes() -> Option<netlink::KernelChanges> {
     match netlink::KernelChanges::open() {
         Ok(c) => {
             if !c.follows_nat() {
-                eprintln!("podfwd: warning: no conntrack events (ctnetlink) in this kernel: the classifier asks conntrack about every frame");
+                tracing::warn!("no conntrack events (ctnetlink) in this kernel: the classifier asks conntrack about every frame");
             }
             Some(c)
         }
         Err(e) => {
-            eprintln!("podfwd: warning: cannot follow kernel changes ({e}); the classifier asks the kernel about every frame");
+            tracing::warn!(error = %e, "cannot follow kernel changes: the classifier asks the kernel about every frame");
             None
         }
     }
@@ -172,22 +172,18 @@ pub fn run(
             return Err(RunError::Metrics(e));
         }
     };
-    eprintln!(
-        "podfwd: forwarding on {} ({} worker{}, backend {}, mode {}), control socket {}",
-        plan.ports
+    tracing::info!(
+        interfaces = %plan.ports
             .iter()
             .map(|p| p.name.as_str())
             .collect::<Vec<_>>()
-            .join(", "),
-        plan.dataplane.cores.len().max(1),
-        if plan.dataplane.cores.len() > 1 {
-            "s"
-        } else {
-            ""
-        },
-        backend.kind(),
-        plan.dataplane.mode,
-        control.path().display()
+            .join(","),
+        workers = plan.dataplane.cores.len().max(1),
+        backend = %backend.kind(),
+        mode = %plan.dataplane.mode,
+        routes = plan.routes.len(),
+        socket = %control.path().display(),
+        "forwarding"
     );
 
     let wait_fds = changes
@@ -207,9 +203,10 @@ pub fn run(
         changes,
         last_forget: Instant::now(),
         metrics,
+        warnings: crate::log::RateLimit::new(crate::log::WARN_EVERY),
     };
     if let Some(m) = &metrics_server {
-        eprintln!("podfwd: metrics at http://{}/metrics", m.local_addr());
+        tracing::info!(url = %format_args!("http://{}/metrics", m.local_addr()), "serving metrics");
     }
     // systemd (Type=notify): started once the workers run.
     let _ = crate::notify::ready();
@@ -231,12 +228,12 @@ pub fn run(
     drop(control);
     drop(metrics_server);
     let (total, stopped) = node_state.backend.stop();
-    eprintln!(
-        "podfwd: stopped after {:.1} s: rx {} tx {} drops {}",
-        started.elapsed().as_secs_f64(),
-        total.rx,
-        total.tx,
-        total.total_drops()
+    tracing::info!(
+        uptime_s = %format_args!("{:.1}", started.elapsed().as_secs_f64()),
+        rx = total.rx,
+        tx = total.tx,
+        drops = total.total_drops(),
+        "stopped"
     );
     match (result, stopped) {
         // A worker that ended says why itself.
@@ -267,6 +264,8 @@ struct Node {
     wait_fds: Vec<std::os::fd::RawFd>,
     last_forget: Instant,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Warnings of the loop that can repeat every turn.
+    warnings: crate::log::RateLimit<&'static str>,
 }
 
 impl Node {
@@ -304,12 +303,12 @@ impl Node {
                 let index = self.backend.ports().ifindex[u];
                 let up = netlink::interface_by_index(index).is_ok_and(|i| i.up && i.carrier);
                 if up && !uplink_up {
-                    eprintln!("podfwd: uplink {} is up again", port_names[u]);
+                    tracing::info!(interface = %port_names[u], "uplink is up again");
                     match self.uplink_came_back(self.plan.ports[u].id) {
                         Ok(()) => uplink_up = true,
                         // Retried a second later (uplink_up stays false).
                         Err(e) => {
-                            eprintln!("podfwd: warning: programming the kernel again: {e}");
+                            tracing::warn!(error = %e, "programming the kernel again; retrying in 1 s");
                             last_link_check = Instant::now() + Duration::from_secs(1);
                         }
                     }
@@ -354,6 +353,9 @@ impl Node {
                         fib_routes: self.table.len() as u64,
                         peers: self.plan.peers.len() as u64,
                         route_source: source.state(),
+                        neighbours: self.neighbours.states(),
+                        mode: self.plan.dataplane.mode.to_string(),
+                        backend: self.backend.kind().to_string(),
                     }
                 });
             if let Some(core) = self.backend.ended_worker() {
@@ -376,7 +378,7 @@ impl Node {
             return Ok(());
         };
         if let Err(e) = netlink::wait_any(&self.wait_fds, Duration::from_millis(50)) {
-            eprintln!("podfwd: warning: waiting for kernel events: {e}");
+            crate::warn_limited!(self.warnings, "wait", error = %e, "waiting for kernel events");
         }
         // Forget before the FIB follows: the kernel is asked again from here on.
         if changes.drain().any() || self.last_forget.elapsed() >= FORGET_TICK {
@@ -401,9 +403,10 @@ impl Node {
     /// The kernel's VXLAN device now has ifindex `v` (it was recreated when it differs).
     fn follow_vtep(&mut self, v: u32) {
         if v != self.vtep_ifindex {
-            eprintln!(
-                "podfwd: the VXLAN device was recreated (ifindex {v}, was {})",
-                self.vtep_ifindex
+            tracing::info!(
+                ifindex = v,
+                was = self.vtep_ifindex,
+                "the VXLAN device was recreated"
             );
             self.vtep_ifindex = v;
             self.backend.vtep_changed(v);
@@ -417,28 +420,36 @@ impl Node {
         let new = match result {
             Ok(new) => new,
             Err(why) => {
-                eprintln!("podfwd: reload refused: {why}; the running routes stay");
+                tracing::warn!(reason = %why, "reload refused; the running routes stay");
                 return;
             }
         };
         if let Err(e) = reload::check_live(&self.plan, &new) {
-            eprintln!("podfwd: reload refused: {e}");
+            tracing::warn!(reason = %e, "reload refused; the running routes stay");
             return;
         }
         match self.apply_routes(&new) {
-            Ok(diff) if diff.is_empty() => {
-                eprintln!("podfwd: reloaded ({}): no route changed", self.source_name)
+            Ok(diff) => {
+                for (what, prefixes) in [
+                    ("added", &diff.added),
+                    ("changed", &diff.changed),
+                    ("removed", &diff.removed),
+                ] {
+                    for prefix in prefixes {
+                        tracing::debug!(%prefix, source = self.source_name, "route {what}");
+                    }
+                }
+                tracing::info!(
+                    source = self.source_name,
+                    added = diff.added.len(),
+                    changed = diff.changed.len(),
+                    removed = diff.removed.len(),
+                    "reloaded"
+                )
             }
-            Ok(diff) => eprintln!(
-                "podfwd: reloaded ({}): {} route(s) added, {} changed, {} removed",
-                self.source_name,
-                diff.added.len(),
-                diff.changed.len(),
-                diff.removed.len()
-            ),
             // The route table knows what reached the FIB: the next reload diffs from there.
             Err(e) => {
-                eprintln!("podfwd: warning: applying the reloaded routes: {e}");
+                tracing::warn!(error = %e, "applying the reloaded routes");
                 return;
             }
         }

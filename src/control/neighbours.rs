@@ -32,6 +32,25 @@ pub struct Neighbours {
     nud: HashMap<(u32, Ipv4Addr), u16>,
     last_resolve: HashMap<Ipv4Addr, Instant>,
     last_sweep: Instant,
+    /// Warnings that repeat while a neighbour stays unresolved (by next hop and what
+    /// failed).
+    warnings: crate::log::RateLimit<(Ipv4Addr, &'static str)>,
+}
+
+/// The name of a NUD state as `ip neigh` prints it, lowercase.
+fn nud_name(state: u16) -> &'static str {
+    match state {
+        nud::NONE => "none",
+        nud::INCOMPLETE => "incomplete",
+        nud::REACHABLE => "reachable",
+        nud::STALE => "stale",
+        nud::DELAY => "delay",
+        nud::PROBE => "probe",
+        nud::FAILED => "failed",
+        nud::NOARP => "noarp",
+        nud::PERMANENT => "permanent",
+        _ => "other",
+    }
 }
 
 impl Neighbours {
@@ -56,6 +75,7 @@ impl Neighbours {
             nud: HashMap::new(),
             last_resolve: HashMap::new(),
             last_sweep: Instant::now() - Duration::from_secs(10),
+            warnings: crate::log::RateLimit::new(crate::log::WARN_EVERY),
         };
         n.follow_routes(fib, plan)?;
         let dump = n.monitor.dump()?;
@@ -88,6 +108,18 @@ impl Neighbours {
         Ok(())
     }
 
+    /// How many neighbours of the served ports the kernel has in each NUD state, by the
+    /// state's name (`reachable`, `stale`, `failed`, ...): the metrics' neighbour states.
+    pub fn states(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for ((ifindex, _), state) in &self.nud {
+            if self.port_of_ifindex.contains_key(ifindex) {
+                *out.entry(nud_name(*state).to_string()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// The neighbour monitor's socket (readable when events are queued).
     pub fn fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
@@ -99,7 +131,7 @@ impl Neighbours {
         match self.monitor.poll_events(timeout) {
             Ok(events) => self.apply_events(fib, events),
             Err(e) => {
-                eprintln!("podfwd: warning: neighbour monitor: {e}");
+                crate::warn_limited!(self.warnings, (Ipv4Addr::UNSPECIFIED, "monitor"), error = %e, "neighbour monitor");
                 Ok(())
             }
         }
@@ -140,6 +172,15 @@ impl Neighbours {
                 }
                 let state = self.nud.get(&(index, ip)).copied();
                 let usable = state.is_some_and(|s| s & nud::VALID != 0);
+                if state == Some(nud::FAILED) {
+                    crate::warn_limited!(
+                        self.warnings,
+                        (ip, "failed"),
+                        neighbour = %ip,
+                        interface = index,
+                        "next hop unresolved (the kernel's ARP failed); asking again"
+                    );
+                }
                 if !usable || state == Some(nud::STALE) {
                     want.push((port, ip));
                 }
@@ -159,8 +200,9 @@ impl Neighbours {
             let index = self.ifindex_of_port[usize::from(port)];
             if due && index != 0 {
                 self.last_resolve.insert(ip, now);
+                tracing::debug!(neighbour = %ip, interface = index, "resolving");
                 if let Err(e) = netlink::resolve(index, ip) {
-                    eprintln!("podfwd: warning: resolving {ip}: {e}");
+                    crate::warn_limited!(self.warnings, (ip, "resolve"), neighbour = %ip, interface = index, error = %e, "resolving");
                 }
             }
         }

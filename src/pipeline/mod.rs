@@ -144,6 +144,7 @@ impl Pipeline {
         debug_assert!(pkts.len() <= MAX_BATCH);
         ctrs.batches += 1;
         ctrs.rx += pkts.len() as u64;
+        ctrs.rx_bytes += pkts.iter().map(|p| p.len as u64).sum::<u64>();
 
         // The FIB snapshot (adjacencies, known VTEPs) is loaded once per batch, before any
         // LPM entry is read (the writer publishes an adjacency before the route to it).
@@ -223,6 +224,7 @@ impl Pipeline {
         ctrs.decapsulated += 1;
         pkt.offset += INNER_FRAME;
         pkt.len = ethernet::HEADER_LEN + usize::from(inner.0);
+        ctrs.decapsulated_bytes += pkt.len as u64;
         Some(inner)
     }
 
@@ -344,6 +346,7 @@ impl Pipeline {
         ctrs.decapsulated += 1;
         pkt.offset = inner_off;
         pkt.len = ethernet::HEADER_LEN + usize::from(inner_total);
+        ctrs.decapsulated_bytes += pkt.len as u64;
         Ok((inner_total, inner_dst))
     }
 
@@ -374,6 +377,7 @@ impl Pipeline {
                         // Drop Ethernet padding: the egress frame carries exactly the IP packet.
                         pkt.len = ethernet::HEADER_LEN + usize::from(ip_len);
                         ctrs.forwarded += 1;
+                        ctrs.forwarded_bytes += pkt.len as u64;
                         *out = Verdict::Tx(*port);
                         return;
                     }
@@ -382,6 +386,7 @@ impl Pipeline {
             Some(Adjacency::Encap(e)) => match encap(pkt, ip_len, e) {
                 Ok(port) => {
                     ctrs.encapsulated += 1;
+                    ctrs.encapsulated_bytes += pkt.len as u64;
                     *out = Verdict::Tx(port);
                     return;
                 }

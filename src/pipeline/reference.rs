@@ -47,6 +47,7 @@ impl Pipeline {
         debug_assert!(pkts.len() <= MAX_BATCH);
         ctrs.batches += 1;
         ctrs.rx += pkts.len() as u64;
+        ctrs.rx_bytes += pkts.iter().map(|p| p.len as u64).sum::<u64>();
 
         // The FIB snapshot (adjacencies, known VTEPs) is loaded once per batch.
         let snap = self.fib.snapshot.load();
@@ -150,6 +151,7 @@ impl Pipeline {
         ctrs.decapsulated += 1;
         pkt.offset = inner_off;
         pkt.len = ethernet::HEADER_LEN + inner_total;
+        ctrs.decapsulated_bytes += pkt.len as u64;
         Ok((
             RefParsed {
                 l3: inner_off + ethernet::HEADER_LEN,
@@ -173,9 +175,13 @@ impl Pipeline {
             Verdict::Drop(r) => ctrs.drop(r),
             Verdict::ToKernel => ctrs.to_kernel += 1,
             Verdict::Tx(_) if pkt.offset + ENCAP_HEADROOM + ethernet::HEADER_LEN == p.l3 => {
-                ctrs.encapsulated += 1
+                ctrs.encapsulated += 1;
+                ctrs.encapsulated_bytes += pkt.len as u64;
             }
-            Verdict::Tx(_) => ctrs.forwarded += 1,
+            Verdict::Tx(_) => {
+                ctrs.forwarded += 1;
+                ctrs.forwarded_bytes += pkt.len as u64;
+            }
         }
         v
     }

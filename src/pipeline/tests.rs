@@ -201,6 +201,11 @@ fn host_gw_rewrites_macs_and_decrements_ttl() {
     assert_eq!(out, routed(&frame, NODE_B_UL, NODE_A_UL));
     assert_eq!(out[22], 63);
     assert_eq!((c.rx, c.forwarded, c.total_drops()), (1, 1, 0));
+    let len = frame.len() as u64;
+    assert_eq!(
+        (c.rx_bytes, c.forwarded_bytes, c.encapsulated_bytes),
+        (len, len, 0)
+    );
 }
 
 #[test]
@@ -226,9 +231,11 @@ fn ethernet_padding_is_not_forwarded() {
     let mut frame = udp_frame(POD_A, NODE_A_POD, "10.244.0.2", "10.244.1.2", 1, 64, b"x");
     let unpadded = frame.len();
     frame.resize(60, 0);
-    let (v, out, _) = run(&p, &frame, POD);
+    let (v, out, c) = run(&p, &frame, POD);
     assert_eq!(v, Verdict::Tx(UPLINK));
     assert_eq!(out.len(), unpadded);
+    // Received with the padding, forwarded without.
+    assert_eq!((c.rx_bytes, c.forwarded_bytes), (60, unpadded as u64));
 }
 
 /// The outer headers podfwd must emit for node A -> node B (flannel's wire format).
@@ -271,6 +278,10 @@ fn vxlan_encap_writes_flannel_wire_format_into_headroom() {
     assert_eq!(out.len(), frame.len() + 50);
     check_vxlan_frame(&out, &frame);
     assert_eq!((c.encapsulated, c.forwarded), (1, 0));
+    assert_eq!(
+        (c.encapsulated_bytes, c.forwarded_bytes),
+        (frame.len() as u64 + 50, 0)
+    );
     // etherparse agrees it is UDP in IPv4 with an 8-byte VXLAN header then Ethernet.
     let s = SlicedPacket::from_ethernet(&out).unwrap();
     assert!(matches!(
@@ -312,6 +323,10 @@ fn vxlan_decap_delivers_the_inner_packet_to_the_local_pod() {
     expected[24..26].copy_from_slice(&h.header_checksum.to_be_bytes());
     assert_eq!(out, expected);
     assert_eq!((c.decapsulated, c.forwarded, c.total_drops()), (1, 1, 0));
+    assert_eq!(
+        (c.rx_bytes, c.decapsulated_bytes, c.forwarded_bytes),
+        (wire.len() as u64, out.len() as u64, out.len() as u64)
+    );
 }
 
 /// An encapsulated frame from node B to node A (for decap tests on node A).

@@ -65,7 +65,7 @@ impl AfXdp {
                 });
             }
             if !i.up {
-                eprintln!("podfwd: warning: interface {} is down", port.name);
+                tracing::warn!(interface = %port.name, "interface is down");
             }
             ifaces.push(i);
         }
@@ -97,7 +97,7 @@ impl AfXdp {
     fn push_ports(&self) {
         for c in &self.classifiers {
             if let Err(e) = c.set_settings(&self.settings).and(c.set_ports(&self.kinds)) {
-                eprintln!("podfwd: warning: updating the classifier: {e}");
+                tracing::warn!(error = %e, "updating the classifier");
             }
         }
     }
@@ -122,7 +122,13 @@ impl Backend for AfXdp {
 
     fn forget_kernel_answers(&self) {
         if let Err(e) = xdp::forget_kernel_answers() {
-            eprintln!("podfwd: warning: resetting the classifiers' flow cache: {e}");
+            // Asked every second and on each kernel change: rate-limited.
+            static FAILED: std::sync::Mutex<Option<crate::log::RateLimit<()>>> =
+                std::sync::Mutex::new(None);
+            let mut failed = FAILED.lock().unwrap_or_else(|e| e.into_inner());
+            let limit =
+                failed.get_or_insert_with(|| crate::log::RateLimit::new(crate::log::WARN_EVERY));
+            crate::warn_limited!(limit, (), error = %e, "resetting the classifiers' flow cache");
         }
     }
 
@@ -133,10 +139,7 @@ impl Backend for AfXdp {
         fib: &Fib,
         vtep_ifindex: u32,
     ) -> Result<(), BackendError> {
-        eprintln!(
-            "podfwd: loading the XDP classifier on {} interfaces",
-            plan.ports.len()
-        );
+        tracing::info!(interfaces = plan.ports.len(), "loading the XDP classifier");
         // A hand-off device takes what turns out exceptional in a worker.
         let handoff = Arc::new(Handoff::open()?);
 
@@ -222,7 +225,7 @@ impl Backend for AfXdp {
             worker_sockets.push(sockets);
         }
 
-        eprintln!("podfwd: {} AF_XDP worker(s) ready; attaching", cores.len());
+        tracing::info!(workers = cores.len(), "AF_XDP workers ready; attaching");
         // Attach: from here on podfwd owns the traffic the classifiers select.
         for (c, port) in self.classifiers.iter_mut().zip(&plan.ports) {
             attach(c, &port.name, dp.xdp_mode)?;
@@ -320,8 +323,10 @@ fn attach(c: &mut Classifier, name: &str, mode: XdpMode) -> Result<(), BackendEr
     match (mode, c.attach(mode)) {
         (_, Ok(())) => Ok(()),
         (XdpMode::Native, Err(e)) => {
-            eprintln!(
-                "podfwd: warning: native XDP on {name} failed ({e}); using generic XDP (slower)"
+            tracing::warn!(
+                interface = name,
+                error = %e,
+                "native XDP failed; using generic XDP (slower)"
             );
             c.attach(XdpMode::Generic)?;
             Ok(())

@@ -333,6 +333,7 @@ impl Worker {
                         break;
                     }
                 }
+                self.counters.wakeups += kicks;
             }
         }
         Ok(n)

@@ -67,9 +67,10 @@ impl TunDevice {
                 fd
             }
             Err(e) if offload && e.raw_os_error() == Some(libc::EINVAL) => {
-                eprintln!(
-                    "podfwd: warning: TUN device {name}: IFF_VNET_HDR refused ({e}); \
-                     running without segmentation offloads"
+                tracing::warn!(
+                    interface = name,
+                    error = %e,
+                    "IFF_VNET_HDR refused on the TUN device; running without segmentation offloads"
                 );
                 open_queue(name, base).map_err(create_err)?
             }
@@ -86,10 +87,11 @@ impl TunDevice {
                 )
             };
             if r < 0 {
-                eprintln!(
-                    "podfwd: warning: TUN device {name}: TUNSETOFFLOAD(TSO4, checksum) refused \
-                     ({}); the kernel segments TCP before the TUN",
-                    io::Error::last_os_error()
+                tracing::warn!(
+                    interface = name,
+                    error = %io::Error::last_os_error(),
+                    "TUNSETOFFLOAD(TSO4, checksum) refused on the TUN device; the kernel \
+                     segments TCP before the TUN"
                 );
             } else {
                 offloads.tso = true;

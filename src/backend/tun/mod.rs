@@ -97,12 +97,14 @@ impl TunBackend {
         let mode = plan.dataplane.mode;
         let uplink = netlink::interface(&plan.node.uplink)?;
         if !uplink.up {
-            eprintln!("podfwd: warning: interface {} is down", uplink.name);
+            tracing::warn!(interface = %uplink.name, "interface is down");
         }
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "0") {
-            eprintln!(
-                "podfwd: warning: net.ipv4.ip_forward = 0: the TUN backend needs the kernel to \
-                 route pods into the TUN device (and, in host-gw mode, to deliver received packets)"
+            tracing::warn!(
+                sysctl = "net.ipv4.ip_forward",
+                value = 0,
+                "IPv4 forwarding is off: the TUN backend needs the kernel to route pods into \
+                 the TUN device (and, in host-gw mode, to deliver received packets)"
             );
         }
         let overhead = if mode.uses_vxlan() {
@@ -132,15 +134,16 @@ impl TunBackend {
                     .map_err(|source| TunError::Bind { addr, source })?;
                 // Bursts of a whole TCP window arrive faster than one batch loop drains them.
                 if let Err(e) = sockets::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
-                    eprintln!("podfwd: warning: VXLAN socket {addr} buffers: {e}");
+                    tracing::warn!(socket = %addr, error = %e, "cannot size the VXLAN socket's buffers");
                 }
                 // Per socket: each worker must read its own socket the way it was set up.
                 if plan.tun.offload {
                     match sockets::set_udp_gro(s.as_raw_fd()) {
                         Ok(()) => gro = true,
-                        Err(e) => eprintln!(
-                            "podfwd: warning: UDP_GRO refused on the VXLAN socket ({e}); \
-                             receiving one datagram at a time"
+                        Err(e) => tracing::warn!(
+                            socket = %addr,
+                            error = %e,
+                            "UDP_GRO refused on the VXLAN socket; receiving one datagram at a time"
                         ),
                     }
                 }
@@ -150,7 +153,7 @@ impl TunBackend {
             if mode != Mode::Vxlan {
                 let p = PacketSocket::bind(&uplink.name, uplink.index)?;
                 if let Err(e) = sockets::set_socket_buffers(p.fd(), SOCKET_BUFFER) {
-                    eprintln!("podfwd: warning: AF_PACKET socket buffers: {e}");
+                    tracing::warn!(interface = %uplink.name, error = %e, "cannot size the AF_PACKET socket's buffers");
                 }
                 packet = Some(p);
             }
@@ -267,26 +270,21 @@ impl Backend for TunBackend {
                     w.run(stop)
                 })?;
         }
-        let on = |b: bool| if b { "on" } else { "off" };
-        eprintln!(
-            "podfwd: forwarding through TUN {} (mtu {}, {} queue(s)) and uplink {} \
-             (mode {mode}, cpus {:?})",
-            self.tun.name(),
-            self.tun_mtu,
-            self.tun.queues(),
-            self.uplink.name,
-            self.cores,
+        tracing::info!(
+            tun = %self.tun.name(),
+            mtu = self.tun_mtu,
+            queues = self.tun.queues(),
+            uplink = %self.uplink.name,
+            %mode,
+            cores = ?self.cores,
+            "workers started"
         );
-        eprintln!(
-            "podfwd: offloads: tso from the TUN {}, udp gso {}, udp gro {}{}",
-            on(self.tun.offloads().tso),
-            on(plan.tun.offload && mode.uses_vxlan()),
-            on(!gro.is_empty() && gro.iter().all(|g| *g)),
-            if plan.tun.offload {
-                ""
-            } else {
-                " (tun.offload = false)"
-            }
+        tracing::info!(
+            tso_from_tun = self.tun.offloads().tso,
+            udp_gso = plan.tun.offload && mode.uses_vxlan(),
+            udp_gro = !gro.is_empty() && gro.iter().all(|g| *g),
+            tun_offload = plan.tun.offload,
+            "offloads"
         );
         Ok(())
     }
@@ -325,9 +323,11 @@ impl Backend for TunBackend {
         // Remove the routes (the kernel would with the device, but say what we did).
         for prefix in this.installed.iter().rev() {
             if let Err(e) = netlink::delete_route(*prefix, this.tun.index()) {
-                eprintln!(
-                    "podfwd: warning: removing the route {prefix} dev {}: {e}",
-                    this.tun.name()
+                tracing::warn!(
+                    %prefix,
+                    interface = %this.tun.name(),
+                    error = %e,
+                    "removing the route"
                 );
             }
         }

@@ -848,10 +848,9 @@ impl TunWriter<'_> {
             self.counters.ring_full += packets;
             if !*self.logged {
                 *self.logged = true;
-                eprintln!(
-                    "podfwd: warning: writing to the TUN device: {} (counted as ring_full; \
-                     reported once)",
-                    io::Error::last_os_error()
+                tracing::warn!(
+                    error = %io::Error::last_os_error(),
+                    "writing to the TUN device failed (counted as ring_full; reported once per worker)"
                 );
             }
             false

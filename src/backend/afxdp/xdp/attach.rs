@@ -196,10 +196,12 @@ impl Classifier {
             }
             match detach_legacy(self.ifindex, &p) {
                 Ok(()) => {
-                    eprintln!(
-                        "podfwd: removed stale XDP program {:?} (id {}, {} mode) from {:?}, \
-                         left attached by an earlier run",
-                        p.name, p.id, p.mode, self.iface
+                    tracing::info!(
+                        program = %p.name,
+                        id = p.id,
+                        mode = %p.mode,
+                        interface = %self.iface,
+                        "removed stale XDP program left attached by an earlier run"
                     );
                     removed.push(p);
                 }
