@@ -1096,20 +1096,8 @@ fn podfwd_takes_its_subnet_and_peers_from_etcd_and_follows_lease_changes() {
     assert!(route(SIDES[1].pod_cidr).is_some());
     // /metrics: the route source is etcd, connected, at a revision, with a lease.
     thread_sleep_publish();
-    let out = c.nodes[0]
-        .exec(&[
-            "/usr/bin/python3",
-            "-c",
-            "import urllib.request\n\
-             from prometheus_client.parser import text_string_to_metric_families\n\
-             t = urllib.request.urlopen('http://127.0.0.1:9472/metrics', timeout=5).read().decode()\n\
-             for f in text_string_to_metric_families(t):\n\
-             \x20   for s in f.samples:\n\
-             \x20       if s.name.startswith('podfwd_route_source') or s.name.startswith('podfwd_lease'):\n\
-             \x20           print(s.name, s.labels.get('source', ''), s.value)\n",
-        ])
+    let text = scrape(&c.nodes[0], &["podfwd_route_source", "podfwd_lease"])
         .unwrap_or_else(|e| panic!("scraping /metrics: {e}\n{}", logs()));
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines()
             .any(|l| l.starts_with("podfwd_route_source_connected etcd 1")),
@@ -1178,6 +1166,27 @@ pub(crate) fn etcd_node_toml(c: &podfwd::lab::Cluster, subnet_env: &std::path::P
         etcd = SIDES[1].node_ip,
         env = subnet_env.display(),
     )
+}
+
+/// The samples of node `ns`'s /metrics (127.0.0.1:9472 there) whose names start with one
+/// of `prefixes`, parsed by Prometheus' own Python parser: one `name source value` line
+/// each (`source` is the label's value, empty without one).
+pub(crate) fn scrape(ns: &Netns, prefixes: &[&str]) -> Result<String, String> {
+    let prefixes: Vec<String> = prefixes.iter().map(|p| format!("'{p}'")).collect();
+    let script = format!(
+        "import urllib.request\n\
+         from prometheus_client.parser import text_string_to_metric_families\n\
+         t = urllib.request.urlopen('http://127.0.0.1:9472/metrics', timeout=5).read().decode()\n\
+         for f in text_string_to_metric_families(t):\n\
+         \x20   for s in f.samples:\n\
+         \x20       if s.name.startswith(({},)):\n\
+         \x20           print(s.name, s.labels.get('source', ''), s.value)\n",
+        prefixes.join(", ")
+    );
+    let out = ns
+        .exec(&["/usr/bin/python3", "-c", &script])
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The control loop publishes the metrics snapshot once a second.

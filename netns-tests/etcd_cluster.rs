@@ -13,7 +13,8 @@
 //! while the nodes could not see etcd is routed after.
 
 use crate::cluster::{
-    configure_kernel_node, fast_timing, host_gw_lease_json, lease_json, snapshot, Etcd, PREFIX,
+    configure_kernel_node, fast_timing, host_gw_lease_json, lease_json, scrape, snapshot, Etcd,
+    PREFIX,
 };
 use crate::harness::{skip_unless_root, wait_until, Netns};
 use crate::neigh::in_netns;
@@ -139,20 +140,8 @@ fn read_subnet_env(text: &str) -> Option<(String, u32)> {
 
 /// The value of `podfwd_route_source_connected` on node `ns`'s /metrics, if it answers.
 fn route_source_connected(ns: &Netns) -> Option<f64> {
-    let out = ns
-        .exec(&[
-            "/usr/bin/python3",
-            "-c",
-            "import urllib.request\n\
-             from prometheus_client.parser import text_string_to_metric_families\n\
-             t = urllib.request.urlopen('http://127.0.0.1:9472/metrics', timeout=2).read().decode()\n\
-             for f in text_string_to_metric_families(t):\n\
-             \x20   for s in f.samples:\n\
-             \x20       if s.name == 'podfwd_route_source_connected':\n\
-             \x20           print(s.value)\n",
-        ])
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    let text = scrape(ns, &["podfwd_route_source_connected"]).ok()?;
+    text.split_whitespace().last()?.parse().ok()
 }
 
 /// Pings `to` from `from` until a reply comes (neighbours resolve on the first
