@@ -70,7 +70,9 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
 /// Whether `wl` runs for `sc` (the latency round trip is measured in the encap direction;
 /// route churn is podfwd's control plane).
 fn applies(sc: &str, wl: &str) -> bool {
-    !(wl == "latency" && sc.ends_with("-decap")) && !(wl.ends_with("-churn") && is_kernel(sc))
+    let latency_of_decap = wl == "latency" && sc.ends_with("-decap");
+    let churn_of_kernel = wl.ends_with("-churn") && is_kernel(sc);
+    !latency_of_decap && !churn_of_kernel
 }
 
 fn is_kernel(sc: &str) -> bool {
