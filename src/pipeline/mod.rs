@@ -144,7 +144,12 @@ impl Pipeline {
         debug_assert!(pkts.len() <= MAX_BATCH);
         ctrs.batches += 1;
         ctrs.rx += pkts.len() as u64;
-        ctrs.rx_bytes += pkts.iter().map(|p| p.len as u64).sum::<u64>();
+        // The bytes the buffers really hold: a malformed frame's `len` may claim more
+        // (it is dropped as such below) and must not overflow the sum (found by fuzzing).
+        ctrs.rx_bytes += pkts
+            .iter()
+            .map(|p| p.len.min(p.buf.len().saturating_sub(p.offset)) as u64)
+            .sum::<u64>();
 
         // The FIB snapshot (adjacencies, known VTEPs) is loaded once per batch, before any
         // LPM entry is read (the writer publishes an adjacency before the route to it).

@@ -654,6 +654,34 @@ fn a_packet_whose_length_exceeds_its_buffer_is_malformed() {
 }
 
 #[test]
+fn lengths_past_the_buffer_are_dropped_and_count_only_the_bytes_held() {
+    // Found by the pipeline fuzzer: two lengths near usize::MAX overflowed rx_bytes.
+    let (_w, p) = node_a(Mode::Vxlan);
+    let mut a = pod_a_to_pod_b(1, 64);
+    let mut b = pod_a_to_pod_b(2, 64);
+    let held = (a.len() + b.len() - 4) as u64;
+    let mut c = Counters::default();
+    let mut v = [Verdict::ToKernel; 2];
+    let mut pkts = [
+        Packet {
+            buf: &mut a,
+            offset: 2,
+            len: usize::MAX,
+            ingress: POD,
+        },
+        Packet {
+            buf: &mut b,
+            offset: 2,
+            len: usize::MAX - 1,
+            ingress: POD,
+        },
+    ];
+    p.process(&mut pkts, &mut v, &mut c);
+    assert_eq!(v, [Verdict::Drop(DropReason::Malformed); 2]);
+    assert_eq!((c.rx, c.rx_bytes), (2, held));
+}
+
+#[test]
 fn a_batch_larger_than_max_batch_gets_every_verdict() {
     let (_w, p) = node_a(Mode::HostGw);
     let frame = pod_a_to_pod_b(1, 64);
