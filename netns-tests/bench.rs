@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 8] = [
     "kernel-host-gw",
     "afxdp-host-gw",
     "tun-host-gw",
@@ -19,7 +19,6 @@ const SCENARIOS: [&str; 9] = [
     "tun-vxlan",
     "kernel-vxlan-decap",
     "afxdp-vxlan-decap",
-    "tun-vxlan-decap",
 ];
 const WORKLOADS: [&str; 6] = [
     "udp-64B",

@@ -349,12 +349,14 @@ fn three_node_cluster(tag: &str, backend: Backend, network_json: &str) {
             );
         }
     }
-    // The transfers went through podfwd's workers on A and B, not only the kernel:
-    // 6 MiB through each podfwd node are about 4,000 MTU-sized frames at least.
+    // The transfers went through podfwd's workers on A and B, not only the kernel: each
+    // podfwd node sent 4 MiB to the other two (about 2,900 MSS-sized frames), and the
+    // AF_XDP ones decapsulated 4 MiB more (TUN nodes leave that to the kernel's VTEP).
+    let least = if backend == Backend::Tun { 2000 } else { 4000 };
     for f in &files {
         let n = carried(&f.path("sock"));
         assert!(
-            n >= 4000,
+            n >= least,
             "podfwd {} carried only {n} frames\n{}",
             f.name,
             logs()

@@ -103,10 +103,10 @@ impl Variant {
     fn carried_b_to_a(self) -> Option<&'static str> {
         match (self.backend(), self.mode()) {
             // Node B sends VXLAN (in auto mode too: it has no DirectRouting).
-            (_, Mode::Vxlan | Mode::Auto) => Some("decapsulated"),
+            (Backend::AfXdp, Mode::Vxlan | Mode::Auto) => Some("decapsulated"),
             (Backend::AfXdp, Mode::HostGw) => Some("forwarded"),
-            // TUN host-gw: what arrives on the uplink is the kernel's to deliver
-            // (src/backend/tun/mod.rs).
+            // TUN: what arrives on the uplink is the kernel's to deliver, VXLAN included
+            // (its VTEP decapsulates: docs/tun.md).
             _ => None,
         }
     }
@@ -265,10 +265,8 @@ rows!(
         service_dnat_on_the_node_reaches_a_remote_pod,
         service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         podfwd_carries_the_bulk_traffic,
-        // SIGKILL closes the TUN fd: the kernel deletes podfwd0 and the routes into it,
-        // and nothing else routes pod B's subnet on node A (no kernel VTEP or host-gw
-        // route): every packet after the kill is lost until podfwd is back.
-        #[ignore = "TUN has no kernel path after SIGKILL: podfwd0 and its routes vanish (issue 9)"]
+        // SIGKILL closes the TUN fd: the kernel deletes podfwd0 and its routes in table
+        // 112, and lookups fall through to the flanneld routes in main.
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
 );
@@ -287,10 +285,8 @@ rows!(
         service_dnat_on_the_node_reaches_a_remote_pod,
         service_reply_on_the_ports_of_a_recent_direct_flow_is_unnated,
         podfwd_carries_the_bulk_traffic,
-        // SIGKILL closes the TUN fd: the kernel deletes podfwd0 and the routes into it,
-        // and nothing else routes pod B's subnet on node A (no kernel VTEP or host-gw
-        // route): every packet after the kill is lost until podfwd is back.
-        #[ignore = "TUN has no kernel path after SIGKILL: podfwd0 and its routes vanish (issue 9)"]
+        // SIGKILL closes the TUN fd: the kernel deletes podfwd0 and its routes in table
+        // 112, and lookups fall through to the flanneld routes in main.
         sigkill_and_restart_mid_flood_lose_at_most_5,
     ]
 );

@@ -1,14 +1,14 @@
 //! End-to-end forwarding through `podfwd run` with `backend = "tun"` in the demo cluster
 //! (src/lab.rs): VXLAN and host-gw between two podfwd-tun nodes, VXLAN interop with a
-//! flannel-style kernel node, malformed VXLAN from the underlay, and the routes into the
-//! TUN removed on SIGTERM. TUN nodes run with `net.ipv4.ip_forward = 1` (the kernel routes
+//! flannel-style kernel node, and the routes into the TUN (table 112) removed on SIGTERM
+//! over the kernel slow path that stays. On a TUN node the kernel's VTEP decapsulates
+//! (docs/tun.md): podfwd's counters prove it carried what it encapsulates or routes. TUN nodes run with `net.ipv4.ip_forward = 1` (the kernel routes
 //! pods into the TUN); the counters prove podfwd carried the traffic.
 
 use crate::harness::{self, skip_unless_root};
 use crate::traffic::{ping_ok, started_cluster, tcp_ok};
 use podfwd::config::{Backend, Mode};
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
-use std::time::Duration;
 
 /// Builds a cluster whose podfwd nodes use the TUN backend, and starts them.
 fn cluster(tag: &str, mode: Mode, nodes: [NodeKind; 2]) -> Cluster {
@@ -39,7 +39,8 @@ fn tun_vxlan_between_two_podfwd_nodes_forwards_ping_and_tcp_both_ways() {
     for i in 0..2 {
         let s = c.stats(i).unwrap();
         assert!(s.total["encapsulated"] > 1000, "node {i}: {:?}", s.total);
-        assert!(s.total["decapsulated"] > 1000, "node {i}: {:?}", s.total);
+        // The kernel's VTEP decapsulates on a TUN node (docs/tun.md).
+        assert_eq!(s.total["decapsulated"], 0, "node {i}: {:?}", s.total);
     }
 }
 
@@ -55,11 +56,11 @@ fn tun_vxlan_interoperates_with_a_flannel_style_kernel_node_both_ways() {
         assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
         tcp_ok(&c, from, 4 << 20);
     }
+    // podfwd encapsulates; what the kernel node sends back, node A's kernel VTEP
+    // decapsulates (docs/tun.md).
     let s = c.stats(0).unwrap();
-    // The kernel VTEP behind a veth sends whole GSO super-packets (up to 64 KB, split
-    // again by podfwd): fewer datagrams than segments.
     assert!(
-        s.total["encapsulated"] > 1000 && s.total["decapsulated"] > 50,
+        s.total["encapsulated"] > 1000 && s.total["decapsulated"] == 0,
         "{:?}",
         s.total
     );
@@ -81,80 +82,6 @@ fn tun_host_gw_between_two_podfwd_nodes_forwards_ping_and_tcp_both_ways() {
     }
 }
 
-/// A Python script that sends VXLAN datagrams to node A's socket from `src`: `kind` is
-/// `bad_vni`, `short`, `wrong_mac` or `good`.
-fn vxlan_sender(src: &str, kind: &str, count: u32) -> String {
-    let dst_mac = SIDES[0].vtep_mac.replace(':', "");
-    format!(
-        r#"import socket, struct
-def csum(h):
-    s = sum(struct.unpack('!10H', h))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return (~s) & 0xffff
-kind = '{kind}'
-vni = 2 if kind == 'bad_vni' else 1
-mac = bytes.fromhex('{dst_mac}') if kind != 'wrong_mac' else bytes.fromhex('0e00000000ff')
-ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 28, 0, 0, 64, 17, 0,
-                 socket.inet_aton('{src_pod}'), socket.inet_aton('{dst_pod}'))
-ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-udp = struct.pack('!HHHH', 1000, 9, 8, 0)
-inner = mac + bytes.fromhex('0e000000000b') + b'\x08\x00' + ip + udp
-vx = struct.pack('!B3sI', 0x08, b'\0\0\0', vni << 8)
-msg = vx[:4] if kind == 'short' else vx + inner
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('{src}', 0))
-for _ in range({count}):
-    s.sendto(msg, ('{node}', 8472))
-"#,
-        src_pod = SIDES[1].pod_ip,
-        dst_pod = SIDES[0].pod_ip,
-        node = SIDES[0].node_ip,
-    )
-}
-
-#[test]
-fn tun_malformed_vxlan_from_the_underlay_is_dropped_and_counted() {
-    skip_unless_root!();
-    let c = cluster(
-        "tunbad",
-        Mode::Vxlan,
-        [NodeKind::Podfwd, NodeKind::KernelHostGw],
-    );
-    let b = &c.nodes[1];
-    b.add_addr(SIDES[1].ul_if, "10.168.0.9/24")
-        .expect("a second underlay address on node B");
-    let cases = [
-        (SIDES[1].node_ip, "bad_vni", "drop_bad_vni"),
-        (SIDES[1].node_ip, "short", "drop_bad_vxlan"),
-        (SIDES[1].node_ip, "wrong_mac", "drop_wrong_inner_mac"),
-        ("10.168.0.9", "good", "drop_unknown_vtep"),
-    ];
-    for (src, kind, counter) in cases {
-        let before = c.stats(0).unwrap().total[counter];
-        b.exec(&["python3", "-c", &vxlan_sender(src, kind, 5)])
-            .expect("send VXLAN");
-        let counted = harness::wait_until(Duration::from_secs(3), || {
-            c.stats(0).unwrap().total[counter] >= before + 5
-        });
-        assert!(
-            counted,
-            "{kind} from {src}: {counter} did not count 5 drops: {:?}\n{}",
-            c.stats(0).unwrap().total,
-            c.logs()
-        );
-    }
-    let s = c.stats(0).unwrap();
-    assert_eq!(s.total["decapsulated"], 0, "{:?}", s.total);
-    assert_eq!(s.total["tx"], 0, "nothing malformed reached the TUN");
-    // A well-formed datagram from the known VTEP is decapsulated.
-    b.exec(&["python3", "-c", &vxlan_sender(SIDES[1].node_ip, "good", 3)])
-        .expect("send VXLAN");
-    let decapsulated = harness::wait_until(Duration::from_secs(3), || {
-        c.stats(0).unwrap().total["decapsulated"] >= 3
-    });
-    assert!(decapsulated, "{:?}", c.stats(0).unwrap().total);
-}
-
 #[test]
 fn tun_routes_into_the_device_are_removed_on_sigterm() {
     skip_unless_root!();
@@ -165,16 +92,27 @@ fn tun_routes_into_the_device_are_removed_on_sigterm() {
     );
     let a = &c.nodes[0];
     let peer = SIDES[1].pod_cidr;
-    let routes = a.ip(&["route", "show", peer]).expect("ip route show");
+    let routes = a
+        .ip(&["route", "show", "table", "112", peer])
+        .expect("ip route show");
     let text = String::from_utf8_lossy(&routes.stdout).to_string();
     assert!(text.contains("dev podfwd0"), "route into the TUN: {text:?}");
+    let rules = a.ip(&["rule", "show"]).expect("ip rule show");
+    let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+    assert!(rules.contains("30112:\tfrom all lookup 112"), "{rules}");
+    // Under it, the kernel slow path as flanneld leaves it (the fallback).
+    let main = a.ip(&["route", "show", peer]).expect("ip route show");
+    let main = String::from_utf8_lossy(&main.stdout).to_string();
+    assert!(main.contains("dev podfwd.1 proto 112 onlink"), "{main}");
     let link = a.ip(&["link", "show", "podfwd0"]).expect("the TUN device");
     let text = String::from_utf8_lossy(&link.stdout).to_string();
     assert!(text.contains("mtu 1450"), "uplink MTU - 50: {text}");
 
     assert!(c.stop_podfwd(0), "podfwd exits 0 on SIGTERM\n{}", c.logs());
     let a = &c.nodes[0];
-    let routes = a.ip(&["route", "show", peer]).expect("ip route show");
+    let routes = a
+        .ip(&["route", "show", "table", "112", peer])
+        .expect("ip route show");
     assert!(
         routes.stdout.is_empty(),
         "route left behind: {}",
@@ -244,10 +182,6 @@ fn tun_offloads_on_and_forced_off_deliver_the_same_bytes() {
                 assert_eq!((t["tso_in"], t["gro_out"]), (0, 0), "{tag} node {i}: {t:?}");
                 assert!(log.contains("tun_offload=false"), "{tag} node {i}: {log}");
             }
-            if offload == [true, true] {
-                // Trains sent with UDP GSO arrive whole (UDP_GRO) and are merged again.
-                assert!(t["gro_out"] > 0, "{tag} node {i}: {t:?}");
-            }
             assert_eq!(t["ring_full"], 0, "{tag} node {i}: {t:?}");
         }
     }
@@ -298,6 +232,5 @@ fn tun_multi_queue_serves_one_queue_per_core() {
             );
         }
         assert!(s.total["encapsulated"] > 1000, "node {i}: {:?}", s.total);
-        assert!(s.total["decapsulated"] > 100, "node {i}: {:?}", s.total);
     }
 }

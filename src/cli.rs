@@ -321,8 +321,14 @@ fn check_command(args: CheckArgs) -> Result<(), CliError> {
     let (plan, notes) = resolve_plan(&config, Strictness::Check)?;
     println!("{}: ok", args.config.display());
     print!("{plan}");
-    if plan.dataplane.backend == Backend::AfXdp {
-        print!("{}", kernel_section(&plan));
+    print!("{}", kernel_section(&plan));
+    if plan.dataplane.backend == Backend::Tun {
+        println!(
+            "  ip rule add pref {} lookup {}   # kept; the TUN device's routes go in table {}, ahead of main",
+            crate::netlink::TUN_RULE_PRIORITY,
+            crate::netlink::TUN_TABLE,
+            crate::netlink::TUN_TABLE
+        );
     }
     for note in notes {
         println!("note: {note}");
@@ -357,6 +363,13 @@ fn cleanup_command(args: CleanupArgs) -> Result<(), CliError> {
         }
     })?;
     print!("{report}");
+    // The TUN backend's rule ahead of main (its table empties with the device).
+    let (prio, table) = (crate::netlink::TUN_RULE_PRIORITY, crate::netlink::TUN_TABLE);
+    match crate::netlink::delete_lookup_rule(prio, table) {
+        Ok(true) => println!("removed rule {prio}: from all lookup {table}"),
+        Ok(false) => {}
+        Err(e) => eprintln!("podfwd: warning: removing rule {prio}: lookup {table}: {e}"),
+    }
     Ok(())
 }
 

@@ -47,7 +47,10 @@ pub use neigh::{
     neighbour, neighbour_entry, remove_neighbour, resolve, resolve_managed, NeighbourEvent,
     NeighbourMonitor,
 };
-pub use route::{delete_route, replace_route, set_link_up};
+pub use route::{
+    delete_lookup_rule, delete_route, ensure_lookup_rule, replace_route, set_link_up,
+    TUN_RULE_PRIORITY, TUN_TABLE,
+};
 pub use socket::wait_any;
 
 use std::io;

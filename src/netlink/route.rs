@@ -4,21 +4,28 @@
 use super::socket::RtSocket;
 use super::Result;
 use ipnet::Ipv4Net;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-/// `RTM_NEWROUTE`/`RTM_DELROUTE` for `prefix` straight into `ifindex` (scope link, main
-/// table, protocol static).
-fn route_message(prefix: Ipv4Net, ifindex: u32) -> RouteMessage {
+/// The routing table the TUN backend's routes live in (`ip route show table 112`), and
+/// the priority of the rule that looks it up before `main` (`ip rule`: `30112: from all
+/// lookup 112`). 112 is also the rtnetlink protocol podfwd marks its kernel routes with.
+pub const TUN_TABLE: u32 = 112;
+pub const TUN_RULE_PRIORITY: u32 = 30112;
+
+/// `RTM_NEWROUTE`/`RTM_DELROUTE` for `prefix` straight into `ifindex` (scope link,
+/// protocol static) in `table`.
+fn route_message(prefix: Ipv4Net, ifindex: u32, table: u32) -> RouteMessage {
     let prefix = prefix.trunc();
     let mut m = RouteMessage::default();
     m.header.address_family = AddressFamily::Inet;
     m.header.destination_prefix_length = prefix.prefix_len();
-    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
     m.header.protocol = RouteProtocol::Static;
     m.header.scope = RouteScope::Link;
     m.header.kind = RouteType::Unicast;
@@ -26,36 +33,85 @@ fn route_message(prefix: Ipv4Net, ifindex: u32) -> RouteMessage {
         .push(RouteAttribute::Destination(RouteAddress::Inet(
             prefix.addr(),
         )));
+    m.attributes.push(RouteAttribute::Table(table));
     m.attributes.push(RouteAttribute::Oif(ifindex));
     m
 }
 
-/// Adds or replaces the route `prefix dev <ifindex>` in the main table.
-pub fn replace_route(prefix: Ipv4Net, ifindex: u32) -> Result<()> {
+/// Adds or replaces the route `prefix dev <ifindex>` in `table`.
+pub fn replace_route(prefix: Ipv4Net, ifindex: u32, table: u32) -> Result<()> {
     let mut sock = RtSocket::open()?;
     sock.request(
-        RouteNetlinkMessage::NewRoute(route_message(prefix, ifindex)),
+        RouteNetlinkMessage::NewRoute(route_message(prefix, ifindex, table)),
         NLM_F_CREATE | NLM_F_REPLACE,
         &[],
-        &|| format!("RTM_NEWROUTE {prefix} dev ifindex {ifindex}"),
+        &|| format!("RTM_NEWROUTE {prefix} dev ifindex {ifindex} table {table}"),
         |_| Ok(()),
     )
 }
 
-/// Deletes the route `prefix dev <ifindex>`; Ok(false) if there was none.
-pub fn delete_route(prefix: Ipv4Net, ifindex: u32) -> Result<bool> {
+/// Deletes the route `prefix dev <ifindex>` from `table`; Ok(false) if there was none.
+pub fn delete_route(prefix: Ipv4Net, ifindex: u32, table: u32) -> Result<bool> {
     let mut sock = RtSocket::open()?;
     match sock.request(
-        RouteNetlinkMessage::DelRoute(route_message(prefix, ifindex)),
+        RouteNetlinkMessage::DelRoute(route_message(prefix, ifindex, table)),
         0,
         &[],
-        &|| format!("RTM_DELROUTE {prefix} dev ifindex {ifindex}"),
+        &|| format!("RTM_DELROUTE {prefix} dev ifindex {ifindex} table {table}"),
         |_| Ok(()),
     ) {
         Ok(()) => Ok(true),
         Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The IPv4 rule `priority: from all lookup <table>` (protocol 112), added unless an
+/// identical one exists (`NLM_F_EXCL`: the kernel answers EEXIST instead of adding a
+/// duplicate). Ok(true) if it was added.
+pub fn ensure_lookup_rule(priority: u32, table: u32) -> Result<bool> {
+    let m = lookup_rule(priority, table);
+    let mut sock = RtSocket::open()?;
+    match sock.request(
+        RouteNetlinkMessage::NewRule(m),
+        NLM_F_CREATE | NLM_F_EXCL,
+        &[],
+        &|| format!("RTM_NEWRULE {priority}: lookup {table}"),
+        |_| Ok(()),
+    ) {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the rule [`ensure_lookup_rule`] adds; Ok(false) if there was none.
+pub fn delete_lookup_rule(priority: u32, table: u32) -> Result<bool> {
+    let mut sock = RtSocket::open()?;
+    match sock.request(
+        RouteNetlinkMessage::DelRule(lookup_rule(priority, table)),
+        0,
+        &[],
+        &|| format!("RTM_DELRULE {priority}: lookup {table}"),
+        |_| Ok(()),
+    ) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `priority: from all lookup <table>`, protocol 112 (podfwd's mark).
+fn lookup_rule(priority: u32, table: u32) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.table = u8::try_from(table).unwrap_or(0);
+    m.header.action = RuleAction::ToTable;
+    m.attributes.push(RuleAttribute::Priority(priority));
+    m.attributes.push(RuleAttribute::Table(table));
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::Other(112)));
+    m
 }
 
 /// Sets the MTU and transmit queue length of `ifindex` and brings it up.

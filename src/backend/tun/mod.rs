@@ -129,8 +129,11 @@ impl TunBackend {
             let mut udp = None;
             let mut gro = false;
             if mode.uses_vxlan() {
-                let addr = SocketAddrV4::new(plan.node.ip, plan.node.vxlan_port);
-                let s = sockets::bind_udp(addr, cores.len() > 1)
+                // Send only, from a port of its own: the kernel's VXLAN device (the slow
+                // path, programmed as flanneld would) owns the VXLAN port and
+                // decapsulates what peers send.
+                let addr = SocketAddrV4::new(plan.node.ip, 0);
+                let s = sockets::bind_udp(addr, false)
                     .map_err(|source| TunError::Bind { addr, source })?;
                 // Bursts of a whole TCP window arrive faster than one batch loop drains them.
                 if let Err(e) = sockets::set_socket_buffers(s.as_raw_fd(), SOCKET_BUFFER) {
@@ -202,14 +205,14 @@ impl TunBackend {
             .collect();
         for prefix in &wanted {
             if !self.installed.contains(prefix) {
-                netlink::replace_route(*prefix, self.tun.index())?;
+                netlink::replace_route(*prefix, self.tun.index(), netlink::TUN_TABLE)?;
                 self.installed.insert(*prefix);
             }
         }
         let gone: Vec<Ipv4Net> = self.installed.difference(&wanted).copied().collect();
         for prefix in gone {
             self.installed.remove(&prefix);
-            netlink::delete_route(prefix, self.tun.index())?;
+            netlink::delete_route(prefix, self.tun.index(), netlink::TUN_TABLE)?;
         }
         Ok(())
     }
@@ -224,8 +227,11 @@ impl Backend for TunBackend {
         &self.ports
     }
 
+    /// The kernel is programmed as flanneld would under TUN too: the TUN device's routes
+    /// live in table 112, looked up before `main`, so when the device goes (podfwd
+    /// killed) the flanneld routes in `main` carry the traffic (docs/tun.md).
     fn kernel_slow_path(&self) -> bool {
-        false
+        true
     }
 
     fn start(
@@ -236,6 +242,15 @@ impl Backend for TunBackend {
         _vtep_ifindex: u32,
     ) -> Result<(), BackendError> {
         let mode = plan.dataplane.mode;
+        // The rule stays when podfwd stops (harmless with the table empty: lookups go on
+        // to `main`), so a restart finds it.
+        if netlink::ensure_lookup_rule(netlink::TUN_RULE_PRIORITY, netlink::TUN_TABLE)? {
+            tracing::info!(
+                priority = netlink::TUN_RULE_PRIORITY,
+                table = netlink::TUN_TABLE,
+                "rule added: the TUN device's routes are looked up before main"
+            );
+        }
         self.sync_routes(plan)?;
         // VXLAN datagrams from a kernel VTEP behind a veth can be whole GSO super-packets.
         let max_packet = if mode.uses_vxlan() {
@@ -322,7 +337,7 @@ impl Backend for TunBackend {
         let out = this.workers.stop();
         // Remove the routes (the kernel would with the device, but say what we did).
         for prefix in this.installed.iter().rev() {
-            if let Err(e) = netlink::delete_route(*prefix, this.tun.index()) {
+            if let Err(e) = netlink::delete_route(*prefix, this.tun.index(), netlink::TUN_TABLE) {
                 tracing::warn!(
                     %prefix,
                     interface = %this.tun.name(),
