@@ -1362,7 +1362,7 @@ mod tests {
         );
         assert_eq!(
             pick(&[], &SCENARIOS, |s| s.name, "scenario").unwrap().len(),
-            9
+            8
         );
     }
 }
