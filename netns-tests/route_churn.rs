@@ -21,12 +21,11 @@
 use crate::churn::{assert_podfwd_alive, carried, mono, spec, Flow, Rec, RATE};
 use crate::cluster::{etcd_node_toml, host_gw_lease_json, lab_registry, lease_json, PREFIX};
 use crate::harness::{skip_unless_root, wait_until, Netns};
+use crate::neigh::in_netns;
 use crate::traffic::{exe, ping_ok};
 use podfwd::config::{Backend, Mode};
 use podfwd::control::query_routes;
 use podfwd::lab::{Cluster, SIDES};
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,13 +84,7 @@ struct Driven {
 /// loopback, from a thread in node B's namespace: every 10 ms the operations then due
 /// are issued concurrently and awaited. Stops early when `stop` is set.
 fn drive(node_b: &Netns, mode: Mode, ops: u64, stop: Arc<AtomicBool>) -> Driven {
-    let path = format!("/run/netns/{}", node_b.name());
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        // SAFETY: a valid namespace fd, open across the call; setns changes only this
-        // thread's network namespace (the thread ends with the driver).
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+    in_netns(node_b, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -129,8 +122,6 @@ fn drive(node_b: &Netns, mode: Mode, ops: u64, stop: Arc<AtomicBool>) -> Driven 
             }
         })
     })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// How many churn subnets (10.244.20.0/24 ..) podfwd's FIB holds now.

@@ -176,7 +176,8 @@ pub struct KernelObjects {
     sock: RtSocket,
 }
 
-fn ignore_errno<T>(r: Result<T>, errnos: &[i32]) -> Result<bool> {
+/// `Ok(true)` on success, `Ok(false)` when the kernel answered one of `errnos`.
+pub(super) fn ignore_errno<T>(r: Result<T>, errnos: &[i32]) -> Result<bool> {
     match r {
         Ok(_) => Ok(true),
         Err(e) if e.errno().is_some_and(|n| errnos.contains(&n)) => Ok(false),

@@ -1,6 +1,7 @@
 //! Routes into an interface and link settings, over rtnetlink (what `ip route replace
 //! <prefix> dev <if>` and `ip link set dev <if> mtu .. txqueuelen .. up` do).
 
+use super::kernel_objects::ignore_errno;
 use super::socket::RtSocket;
 use super::Result;
 use ipnet::Ipv4Net;
@@ -53,52 +54,42 @@ pub fn replace_route(prefix: Ipv4Net, ifindex: u32, table: u32) -> Result<()> {
 /// Deletes the route `prefix dev <ifindex>` from `table`; Ok(false) if there was none.
 pub fn delete_route(prefix: Ipv4Net, ifindex: u32, table: u32) -> Result<bool> {
     let mut sock = RtSocket::open()?;
-    match sock.request(
+    let res = sock.request(
         RouteNetlinkMessage::DelRoute(route_message(prefix, ifindex, table)),
         0,
         &[],
         &|| format!("RTM_DELROUTE {prefix} dev ifindex {ifindex} table {table}"),
         |_| Ok(()),
-    ) {
-        Ok(()) => Ok(true),
-        Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(false),
-        Err(e) => Err(e),
-    }
+    );
+    ignore_errno(res, &[libc::ESRCH, libc::ENODEV])
 }
 
 /// The IPv4 rule `priority: from all lookup <table>` (protocol 112), added unless an
 /// identical one exists (`NLM_F_EXCL`: the kernel answers EEXIST instead of adding a
 /// duplicate). Ok(true) if it was added.
 pub fn ensure_lookup_rule(priority: u32, table: u32) -> Result<bool> {
-    let m = lookup_rule(priority, table);
     let mut sock = RtSocket::open()?;
-    match sock.request(
-        RouteNetlinkMessage::NewRule(m),
+    let res = sock.request(
+        RouteNetlinkMessage::NewRule(lookup_rule(priority, table)),
         NLM_F_CREATE | NLM_F_EXCL,
         &[],
         &|| format!("RTM_NEWRULE {priority}: lookup {table}"),
         |_| Ok(()),
-    ) {
-        Ok(()) => Ok(true),
-        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
-        Err(e) => Err(e),
-    }
+    );
+    ignore_errno(res, &[libc::EEXIST])
 }
 
 /// Removes the rule [`ensure_lookup_rule`] adds; Ok(false) if there was none.
 pub fn delete_lookup_rule(priority: u32, table: u32) -> Result<bool> {
     let mut sock = RtSocket::open()?;
-    match sock.request(
+    let res = sock.request(
         RouteNetlinkMessage::DelRule(lookup_rule(priority, table)),
         0,
         &[],
         &|| format!("RTM_DELRULE {priority}: lookup {table}"),
         |_| Ok(()),
-    ) {
-        Ok(()) => Ok(true),
-        Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::ESRCH)) => Ok(false),
-        Err(e) => Err(e),
-    }
+    );
+    ignore_errno(res, &[libc::ENOENT, libc::ESRCH])
 }
 
 /// `priority: from all lookup <table>`, protocol 112 (podfwd's mark).
@@ -110,7 +101,9 @@ fn lookup_rule(priority: u32, table: u32) -> RuleMessage {
     m.attributes.push(RuleAttribute::Priority(priority));
     m.attributes.push(RuleAttribute::Table(table));
     m.attributes
-        .push(RuleAttribute::Protocol(RouteProtocol::Other(112)));
+        .push(RuleAttribute::Protocol(RouteProtocol::Other(
+            crate::kernel::RTPROT_PODFWD,
+        )));
     m
 }
 
