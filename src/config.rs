@@ -132,7 +132,20 @@ pub struct Dataplane {
     pub frame_count: u32,
     /// Spin on the rings instead of sleeping in poll() when idle.
     pub busy_poll: bool,
+    /// The workers' real-time priority: 1..=99 runs them `SCHED_FIFO` at that priority,
+    /// 0 under the normal scheduler. A worker that shares its core with the kernel's
+    /// receive processing (NAPI) must win that core whenever it has frames, or NAPI keeps
+    /// copying frames that the full AF_XDP ring then drops (docs/afxdp.md, "Worker
+    /// priority"). Default [`DEFAULT_WORKER_PRIORITY`] for afxdp, 0 with busy_poll or tun.
+    pub worker_priority: u8,
 }
+
+/// `dataplane.worker_priority` of an afxdp node that sleeps in poll() when idle: the
+/// lowest real-time priority, above every normal task (NAPI kthreads, ksoftirqd) and
+/// below every other real-time one (threaded IRQ handlers run at 50).
+pub const DEFAULT_WORKER_PRIORITY: u8 = 1;
+/// The highest `SCHED_FIFO` priority.
+pub const MAX_WORKER_PRIORITY: u8 = 99;
 
 /// `[vxlan]`: the node's VTEP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +293,7 @@ impl Default for Dataplane {
             comp_ring_size: 2048,
             frame_count: 4096,
             busy_poll: false,
+            worker_priority: DEFAULT_WORKER_PRIORITY,
         }
     }
 }
@@ -438,6 +452,8 @@ pub enum Problem {
     NotEndpointUrl,
     #[error("needs {other_field} too; give both the client certificate and its key")]
     NeedsBoth { other_field: &'static str },
+    #[error("must be 0 here: {why}")]
+    RealTimeSpin { why: &'static str },
 }
 
 fn quoted_list(names: &[&str]) -> String {
@@ -511,6 +527,7 @@ struct RawDataplane {
     comp_ring_size: Option<S<i64>>,
     frame_count: Option<S<i64>>,
     busy_poll: Option<bool>,
+    worker_priority: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1308,6 +1325,46 @@ impl Validator<'_> {
             u32::MAX.into(),
             Some("at least one batch of frames"),
         )? as u32;
+        let busy_poll = raw.busy_poll.unwrap_or(d.busy_poll);
+        let worker_priority = match raw.worker_priority.as_ref() {
+            // Real time only where it was measured to help and cannot starve the kernel:
+            // AF_XDP workers that sleep in poll() whenever their rings are empty.
+            None if backend == Backend::AfXdp && !busy_poll => d.worker_priority,
+            None => 0,
+            Some(v) => {
+                let field = "dataplane.worker_priority";
+                let p = self.int(
+                    field,
+                    v,
+                    0,
+                    MAX_WORKER_PRIORITY.into(),
+                    Some("0: normal scheduling; 1..=99: SCHED_FIFO"),
+                )? as u8;
+                if p > 0 && busy_poll {
+                    return Err(self.err(
+                        field,
+                        v,
+                        Problem::RealTimeSpin {
+                            why: "dataplane.busy_poll = true spins the worker, which at a \
+                                  real-time priority starves the kernel's receive processing \
+                                  on its core",
+                        },
+                    ));
+                }
+                if p > 0 && backend != Backend::AfXdp {
+                    return Err(self.err(
+                        field,
+                        v,
+                        Problem::RealTimeSpin {
+                            why: "only afxdp workers run real time (they sleep in poll() \
+                                  whenever their rings are empty); the tun backend's are \
+                                  not measured that way",
+                        },
+                    ));
+                }
+                p
+            }
+        };
         Ok(Dataplane {
             backend,
             mode,
@@ -1320,7 +1377,8 @@ impl Validator<'_> {
             fill_ring_size,
             comp_ring_size,
             frame_count,
-            busy_poll: raw.busy_poll.unwrap_or(d.busy_poll),
+            busy_poll,
+            worker_priority,
         })
     }
 
@@ -1675,6 +1733,7 @@ vtep_mac = "0e:00:00:00:00:0c"
             "comp_ring_size",
             "frame_count",
             "busy_poll",
+            "worker_priority",
             "[vxlan]",
             "vni",
             "port",
@@ -2082,6 +2141,86 @@ vtep_mac = "0e:00:00:00:00:0c"
             "\"dpdk\"",
         );
         assert!(matches!(p, Problem::UnknownChoice { expected } if expected == ["afxdp", "tun"]));
+    }
+
+    #[test]
+    fn afxdp_workers_run_real_time_by_default_and_never_with_busy_poll_or_tun() {
+        let c = Config::from_toml_str(BASE).unwrap();
+        assert_eq!(c.dataplane.worker_priority, DEFAULT_WORKER_PRIORITY);
+        let c = Config::from_toml_str(&edit(&[(
+            "mode = \"vxlan\"",
+            "mode = \"vxlan\"\nbusy_poll = true",
+        )]))
+        .unwrap();
+        assert_eq!(c.dataplane.worker_priority, 0);
+        let c = Config::from_toml_str(&edit(&[
+            ("pod_interfaces = [\"nodeA-pod\"]\n", ""),
+            ("mode = \"vxlan\"", "mode = \"vxlan\"\nbackend = \"tun\""),
+        ]))
+        .unwrap();
+        assert_eq!(c.dataplane.worker_priority, 0);
+        let c = Config::from_toml_str(&edit(&[(
+            "mode = \"vxlan\"",
+            "mode = \"vxlan\"\nworker_priority = 0",
+        )]))
+        .unwrap();
+        assert_eq!(c.dataplane.worker_priority, 0);
+        let c = Config::from_toml_str(&edit(&[(
+            "mode = \"vxlan\"",
+            "mode = \"vxlan\"\nworker_priority = 99",
+        )]))
+        .unwrap();
+        assert_eq!(c.dataplane.worker_priority, 99);
+    }
+
+    #[test]
+    fn a_real_time_worker_priority_with_busy_poll_or_tun_or_out_of_range_is_rejected() {
+        let p = rejects(
+            &edit(&[(
+                "mode = \"vxlan\"",
+                "mode = \"vxlan\"\nbusy_poll = true\nworker_priority = 5",
+            )]),
+            "dataplane.worker_priority",
+            "5",
+        );
+        assert!(
+            matches!(p, Problem::RealTimeSpin { why } if why.contains("busy_poll")),
+            "{p}"
+        );
+        let p = rejects(
+            &edit(&[
+                ("pod_interfaces = [\"nodeA-pod\"]\n", ""),
+                (
+                    "mode = \"vxlan\"",
+                    "mode = \"vxlan\"\nbackend = \"tun\"\nworker_priority = 1",
+                ),
+            ]),
+            "dataplane.worker_priority",
+            "1",
+        );
+        assert!(
+            matches!(p, Problem::RealTimeSpin { why } if why.contains("tun")),
+            "{p}"
+        );
+        let p = rejects(
+            &edit(&[(
+                "mode = \"vxlan\"",
+                "mode = \"vxlan\"\nworker_priority = 100",
+            )]),
+            "dataplane.worker_priority",
+            "100",
+        );
+        assert!(
+            matches!(
+                p,
+                Problem::OutOfRange {
+                    min: 0,
+                    max: 99,
+                    ..
+                }
+            ),
+            "{p}"
+        );
     }
 
     #[test]

@@ -353,10 +353,10 @@ impl fmt::Display for Plan {
                     XdpMode::Native => "native XDP",
                     XdpMode::Generic => "generic XDP",
                 };
-                let idle = if dp.busy_poll {
-                    "busy-poll"
-                } else {
-                    "poll() when idle"
+                let idle = match (dp.busy_poll, dp.worker_priority) {
+                    (true, _) => "busy-poll".to_string(),
+                    (false, 0) => "poll() when idle".to_string(),
+                    (false, p) => format!("poll() when idle, SCHED_FIFO {p}"),
                 };
                 writeln!(
                     f,

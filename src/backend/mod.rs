@@ -120,6 +120,35 @@ pub fn open(plan: &Plan) -> Result<Box<dyn Backend>, BackendError> {
     })
 }
 
+/// Pins the calling thread to `core` and, with `priority` > 0, makes it `SCHED_FIFO`
+/// at that priority (see `config::Dataplane::worker_priority` for why).
+fn settle(core: usize, priority: u8) -> Result<(), String> {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        return Err(format!("could not pin the worker thread to cpu {core}"));
+    }
+    if priority == 0 {
+        return Ok(());
+    }
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: `param` is a valid sched_param for the call; pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+            " (needs CAP_SYS_NICE and, in a cgroup with real-time group scheduling, a \
+             real-time budget; or set dataplane.worker_priority = 0)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "could not schedule the worker thread SCHED_FIFO at dataplane.worker_priority = \
+             {priority}: {e}{hint}"
+        ));
+    }
+    Ok(())
+}
+
 /// A started worker thread.
 pub(crate) struct WorkerThread {
     pub core: usize,
@@ -135,26 +164,27 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    /// Spawns `run` on a thread pinned to `core` and waits until it is pinned: a worker
-    /// that cannot be pinned fails the start (naming the core), it never runs unpinned.
+    /// Spawns `run` on a thread pinned to `core` (and, with `priority` 1..=99, scheduled
+    /// `SCHED_FIFO` at that priority) and waits until it is: a worker that cannot be
+    /// pinned or scheduled as asked fails the start (naming the core and why), it never
+    /// runs otherwise.
     pub fn spawn(
         &mut self,
         name: String,
         core: usize,
+        priority: u8,
         shared: Arc<SharedCounters>,
         run: impl FnOnce(&AtomicBool) -> std::io::Result<()> + Send + 'static,
     ) -> Result<(), BackendError> {
         let stop = self.stop.clone();
-        let (pinned_tx, pinned_rx) = mpsc::channel::<bool>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
-                let _ = pinned_tx.send(pinned);
-                if !pinned {
-                    return Err(std::io::Error::other(format!(
-                        "could not pin the worker thread to cpu {core}"
-                    )));
+                let ready = settle(core, priority);
+                let _ = ready_tx.send(ready.clone());
+                if let Err(why) = ready {
+                    return Err(std::io::Error::other(why));
                 }
                 run(&stop)
             })
@@ -162,12 +192,11 @@ impl Workers {
                 core,
                 why: e.to_string(),
             })?;
-        let pinned = pinned_rx.recv().unwrap_or(false);
-        if !pinned {
-            let why = match thread.join() {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("could not pin the worker thread to cpu {core}"),
-            };
+        let ready = ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(format!("the worker thread for cpu {core} ended at once")));
+        if let Err(why) = ready {
+            let _ = thread.join();
             return Err(BackendError::Worker { core, why });
         }
         self.threads.push(WorkerThread {
@@ -238,6 +267,7 @@ mod tests {
             .spawn(
                 "podfwd-test".into(),
                 1000,
+                0,
                 Arc::new(SharedCounters::default()),
                 move |_| {
                     r.store(true, Ordering::Relaxed);
@@ -258,11 +288,41 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_priority_runs_the_worker_sched_fifo_or_fails_naming_the_key() {
+        let mut workers = Workers::default();
+        let shared = Arc::new(SharedCounters::default());
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let s = seen.clone();
+        let r = workers.spawn("podfwd-test".into(), 0, 3, shared, move |_| {
+            let mut param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is this thread; `param` is valid for the call.
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            // SAFETY: as above.
+            unsafe { libc::sched_getparam(0, &mut param) };
+            *s.lock().unwrap() = Some((policy, param.sched_priority));
+            Ok(())
+        });
+        match r {
+            Ok(()) => {
+                let (_, result) = workers.stop();
+                assert!(result.is_ok());
+                assert_eq!(*seen.lock().unwrap(), Some((libc::SCHED_FIFO, 3)));
+            }
+            // Without CAP_SYS_NICE: a clear error, and the worker never ran.
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("dataplane.worker_priority = 3"), "{msg}");
+                assert!(seen.lock().unwrap().is_none());
+            }
+        }
+    }
+
+    #[test]
     fn pinned_workers_run_until_stopped() {
         let mut workers = Workers::default();
         let shared = Arc::new(SharedCounters::default());
         workers
-            .spawn("podfwd-test".into(), 0, shared, |stop| {
+            .spawn("podfwd-test".into(), 0, 0, shared, |stop| {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(1));
                 }

@@ -244,10 +244,13 @@ impl Backend for AfXdp {
             if let Some(hub) = &self.trace {
                 worker = worker.with_tracer(hub.tracer(u16::try_from(core).unwrap_or(u16::MAX)));
             }
-            self.workers
-                .spawn(format!("podfwd-w{core}"), core, shared, move |stop| {
-                    worker.run(stop)
-                })?;
+            self.workers.spawn(
+                format!("podfwd-w{core}"),
+                core,
+                dp.worker_priority,
+                shared,
+                move |stop| worker.run(stop),
+            )?;
             self.misses.push((misses, 0));
         }
         Ok(())

@@ -280,10 +280,13 @@ impl Backend for TunBackend {
             if let Some(hub) = &self.trace {
                 w = w.with_tracer(hub.tracer(u16::try_from(core).unwrap_or(u16::MAX)));
             }
-            self.workers
-                .spawn(format!("podfwd-tun{core}"), core, shared, move |stop| {
-                    w.run(stop)
-                })?;
+            self.workers.spawn(
+                format!("podfwd-tun{core}"),
+                core,
+                plan.dataplane.worker_priority,
+                shared,
+                move |stop| w.run(stop),
+            )?;
         }
         tracing::info!(
             tun = %self.tun.name(),
