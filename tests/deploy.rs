@@ -119,7 +119,13 @@ fn systemd_unit_runs_podfwd_as_a_notify_service_with_its_socket_directory() {
     caps.sort();
     assert_eq!(
         caps,
-        ["CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_PERFMON"],
+        [
+            "CAP_BPF",
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_PERFMON",
+            "CAP_SYS_NICE"
+        ],
         "netns-tests/deploy.rs shows each is needed and that they suffice"
     );
     // The control socket's default directory is the unit's RuntimeDirectory.
