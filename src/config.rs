@@ -1356,9 +1356,9 @@ impl Validator<'_> {
                         field,
                         v,
                         Problem::RealTimeSpin {
-                            why: "only afxdp workers run real time (they sleep in poll() \
-                                  whenever their rings are empty); the tun backend's are \
-                                  not measured that way",
+                            why: "only the afxdp backend's workers run real time (they \
+                                  sleep in poll() whenever their rings are empty); other \
+                                  backends' are not measured that way",
                         },
                     ));
                 }
@@ -2199,7 +2199,7 @@ vtep_mac = "0e:00:00:00:00:0c"
             "1",
         );
         assert!(
-            matches!(p, Problem::RealTimeSpin { why } if why.contains("tun")),
+            matches!(p, Problem::RealTimeSpin { why } if why.contains("only the afxdp")),
             "{p}"
         );
         let p = rejects(
