@@ -39,8 +39,15 @@
 //!   request in flight, at most `--latency-rate` per second: the round trip crosses
 //!   node A both ways (encapsulation out, decapsulation back), so it is run for the
 //!   encap-direction scenarios only.
+//! - Limits (issue 12): `afxdp-limit(-rev)` and `xdp-limit(-rev)` run a reference
+//!   forwarder on node A instead of podfwd (limit.rs: a bare AF_XDP MAC swapper, a
+//!   minimal XDP redirect), UDP workloads only; every podfwd scenario with a `limit` is
+//!   also reported as a fraction of it.
+//! - Set-up variants (`--qdisc`, `--flows`, `--udp-gro-fwd`, `--defer-hard-irqs`,
+//!   `--gro-flush-timeout`) change what the kernel baseline pays; recorded in the results
+//!   (docs/BENCHMARKS.md, "Limits and set-ups").
 //! - CPU: CPU 1 busy from /proc/stat, and the CPU time of node A's forwarding tasks (its
-//!   NAPI kthreads and podfwd's threads) from /proc/<pid>/stat.
+//!   NAPI kthreads, podfwd's threads or the reference forwarder) from /proc/<pid>/stat.
 //!
 //! Results: `results/bench-<unix time>.{json,md}`, `...-{udp,tcp,latency}.png`, and
 //! the same as `results/latest.*`.
@@ -101,6 +108,21 @@ pub enum Qdisc {
     /// No qdisc (`noqueue`, veth's default): `veth_xmit` straight from
     /// `__dev_queue_xmit`; a full ring drops.
     Noqueue,
+    /// pfifo on the underlay veths, noqueue on the pod veths: a real node's NIC has a
+    /// qdisc, its pod veths keep veth's default.
+    Uplink,
+}
+
+impl Qdisc {
+    /// The qdisc of `dev` (a veth end of the lab) under this variant.
+    fn of(self, dev: &str) -> Qdisc {
+        let uplink = SIDES.iter().any(|s| s.ul_if == dev);
+        match self {
+            Qdisc::Uplink if uplink => Qdisc::Pfifo,
+            Qdisc::Uplink => Qdisc::Noqueue,
+            q => q,
+        }
+    }
 }
 
 impl std::fmt::Display for Qdisc {
@@ -108,6 +130,7 @@ impl std::fmt::Display for Qdisc {
         f.write_str(match self {
             Qdisc::Pfifo => "pfifo",
             Qdisc::Noqueue => "noqueue",
+            Qdisc::Uplink => "uplink",
         })
     }
 }
@@ -1122,13 +1145,11 @@ impl Bench {
             // A qdisc (the default set-up): veth stops its queue when the peer's ring is
             // full, so TCP gets back-pressure instead of drops (with noqueue: 10^5
             // retransmits per second). `--qdisc noqueue`: veth's own default.
-            match a.qdisc {
+            match a.qdisc.of(dev) {
                 Qdisc::Pfifo => ns.exec(&[
                     "tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "1000",
                 ])?,
-                Qdisc::Noqueue => {
-                    ns.exec(&["tc", "qdisc", "replace", "dev", dev, "root", "noqueue"])?
-                }
+                _ => ns.exec(&["tc", "qdisc", "replace", "dev", dev, "root", "noqueue"])?,
             };
             // ends() lists node A's two devices first: the set-up variants are node A's.
             if i < 2 {
@@ -1675,6 +1696,17 @@ mod tests {
                 "{r:?} {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_uplink_qdisc_variant_queues_on_the_underlay_only() {
+        for s in SIDES {
+            assert_eq!(Qdisc::Uplink.of(s.ul_if), Qdisc::Pfifo);
+            assert_eq!(Qdisc::Uplink.of(s.pod_if), Qdisc::Noqueue);
+        }
+        assert_eq!(Qdisc::Uplink.of("eth0"), Qdisc::Noqueue);
+        assert_eq!(Qdisc::Noqueue.of(SIDES[0].ul_if), Qdisc::Noqueue);
+        assert_eq!(Qdisc::Pfifo.of("eth0"), Qdisc::Pfifo);
     }
 
     #[test]

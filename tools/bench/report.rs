@@ -182,7 +182,8 @@ pub fn fast_path_share(podfwd: &BTreeMap<String, u64>) -> Option<f64> {
 /// moves the kernel baseline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setup {
-    /// The qdisc on every veth end: pfifo (default) or noqueue.
+    /// The qdisc variant: pfifo (default) or noqueue on every veth end, or uplink (pfifo
+    /// on the underlay veths, noqueue on the pod veths).
     pub qdisc: String,
     /// `rx-udp-gro-forwarding` on node A's two veths.
     pub udp_gro_fwd: bool,
@@ -207,8 +208,12 @@ impl std::fmt::Display for Setup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "qdisc {} on every veth end, UDP GRO forwarding {}, node A's NAPI defer_hard_irqs {} / gro_flush_timeout {} ns",
-            self.qdisc,
+            "qdisc {}, UDP GRO forwarding {}, node A's NAPI defer_hard_irqs {} / gro_flush_timeout {} ns",
+            match self.qdisc.as_str() {
+                "uplink" => "pfifo on the underlay veths, noqueue on the pod veths",
+                "noqueue" => "noqueue on every veth end",
+                _ => "pfifo on every veth end",
+            },
             if self.udp_gro_fwd { "on" } else { "off" },
             self.defer_hard_irqs,
             self.gro_flush_timeout_ns
