@@ -2,15 +2,17 @@
 //! one-second window): every scenario (kernel, AF_XDP and TUN; host-gw, VXLAN encap and
 //! decap) and every workload (UDP 64 and 1400 bytes, iperf3 with 1 and 4 streams, the
 //! UDP ping-pong) must have moved traffic, podfwd's counters must show that podfwd carried
-//! it, and the JSON, Markdown and PNG files must be well-formed. No speed is asserted (CI
-//! machines vary). About 2 minutes on 2 CPUs.
+//! it, and the JSON, Markdown and PNG files must be well-formed. The limit scenarios (the
+//! reference forwarders, UDP only) must have forwarded too, and every AF_XDP figure must
+//! come as a fraction of its limit. No speed is asserted (CI machines vary). About 2.5
+//! minutes on 2 CPUs.
 
 use crate::harness::skip_unless_root;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 12] = [
     "kernel-host-gw",
     "afxdp-host-gw",
     "tun-host-gw",
@@ -19,6 +21,10 @@ const SCENARIOS: [&str; 8] = [
     "tun-vxlan",
     "kernel-vxlan-decap",
     "afxdp-vxlan-decap",
+    "afxdp-limit",
+    "afxdp-limit-rev",
+    "xdp-limit",
+    "xdp-limit-rev",
 ];
 const WORKLOADS: [&str; 6] = [
     "udp-64B",
@@ -67,11 +73,25 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
 }
 
 /// Whether `wl` runs for `sc` (the latency round trip is measured in the encap direction;
-/// route churn is podfwd's control plane).
+/// route churn is podfwd's control plane; the limits measure UDP only).
 fn applies(sc: &str, wl: &str) -> bool {
     let latency_of_decap = wl == "latency" && sc.ends_with("-decap");
-    let churn_of_kernel = wl.ends_with("-churn") && is_kernel(sc);
-    !latency_of_decap && !churn_of_kernel
+    let churn_of_kernel = wl.ends_with("-churn") && (is_kernel(sc) || is_limit(sc));
+    let not_udp_of_limit = is_limit(sc) && !wl.starts_with("udp");
+    !latency_of_decap && !churn_of_kernel && !not_udp_of_limit
+}
+
+fn is_limit(sc: &str) -> bool {
+    sc.contains("-limit")
+}
+
+/// The limit of an AF_XDP scenario: same path, same direction.
+fn limit_of(sc: &str) -> Option<&'static str> {
+    match sc {
+        "afxdp-host-gw" | "afxdp-vxlan" => Some("afxdp-limit"),
+        "afxdp-vxlan-decap" => Some("afxdp-limit-rev"),
+        _ => None,
+    }
 }
 
 fn is_kernel(sc: &str) -> bool {
@@ -142,6 +162,29 @@ fn check_json(dir: &Path, log: &str) {
             assert!(run.get("podfwd").is_none(), "{what}");
             continue;
         }
+        if is_limit(sc) {
+            // A reference forwarder: against the kernel of its direction, no limit of
+            // its own, no podfwd.
+            assert_eq!(r["backend"].as_str(), sc.split("-rev").next(), "{what}");
+            assert!(r["baseline"].as_str().is_some_and(is_kernel), "{what}");
+            assert!(r["vs_baseline"]["ratio_pps_per_task_core"]["median"].is_number());
+            assert!(
+                r.get("limit").is_none() && run.get("podfwd").is_none(),
+                "{what}"
+            );
+            continue;
+        }
+        // AF_XDP figures are also a fraction of their own path's limit (not under churn,
+        // which is compared with its quiet run).
+        if let (Some(limit), false) = (limit_of(sc), wl.ends_with("-churn")) {
+            if r["kind"] == "udp" {
+                assert_eq!(r["limit"].as_str(), Some(limit), "{what}");
+                assert!(
+                    r["vs_limit"]["ratio_pps_per_task_core"]["median"].is_number(),
+                    "{what}"
+                );
+            }
+        }
         // podfwd on node A: compared with its kernel baseline of the same round (under
         // route churn: with its own run without churn), and its own counters prove it
         // carried the traffic.
@@ -195,6 +238,15 @@ fn check_markdown(dir: &Path) {
                 "no row for {sc} {wl}:\n{md}"
             );
         }
+    }
+    for sc in SCENARIOS.iter().filter(|s| limit_of(s).is_some()) {
+        let limit = limit_of(sc).unwrap();
+        assert!(
+            md.lines()
+                .any(|l| l.starts_with(&format!("| {sc} | udp-64B |"))
+                    && l.contains(&format!("of {limit} |"))),
+            "{sc}: no fraction of {limit}:\n{md}"
+        );
     }
     // Every goal is judged (met or missed) when every scenario ran.
     let goals = md.split("#### Goals").nth(1).unwrap_or_default();

@@ -1,8 +1,10 @@
 //! PNG bar charts of a run (plotters, bitmap backend): one bar per scenario with the
 //! median, a min–max whisker and the median's value; kernel bars blue, podfwd AF_XDP red,
-//! podfwd TUN green.
+//! podfwd TUN green, the limits grey (AF_XDP) and purple (XDP).
 //!
-//! - `udp`: per UDP workload, Mpps at the sink and Mpps per forwarding-task core.
+//! - `udp`: per UDP workload, Mpps at the sink, Mpps per forwarding-task core, and each
+//!   podfwd scenario's and limit's per-task-core rate as a ratio to the kernel and to its
+//!   own limit.
 //! - `tcp`: per TCP workload, Gbit/s at the receiver and Gbit/s per busy forwarding core.
 //! - `latency`: round-trip p50, p99 and p99.9 in microseconds.
 //!
@@ -75,15 +77,22 @@ fn color(r: &Record) -> RGBColor {
     match r.backend {
         "afxdp" => RGBColor(214, 39, 40),
         "tun" => RGBColor(44, 160, 44),
+        "afxdp-limit" => RGBColor(127, 127, 127),
+        "xdp-limit" => RGBColor(148, 103, 189),
         _ => RGBColor(31, 119, 180),
     }
 }
 
 fn bars(records: &[&Record], key: &str, scale: f64) -> Vec<Bar> {
+    bars_of(records, |r| r.stats.get(key), scale)
+}
+
+/// One bar per record that has the value `of` picks.
+fn bars_of(records: &[&Record], of: impl Fn(&Record) -> Option<&Stat>, scale: f64) -> Vec<Bar> {
     records
         .iter()
         .filter_map(|r| {
-            let s = r.stats.get(key)?;
+            let s = of(r)?;
             Some(Bar {
                 label: r.scenario.clone(),
                 stat: Stat {
@@ -124,6 +133,29 @@ fn udp(path: &Path, records: &[Record]) -> Result<bool, String> {
             y_desc: "Mpps / core",
             bars: bars(&g, "pps_per_task_core", 1e-6),
             decimals: 3,
+        });
+        panels.push(Panel {
+            title: format!("{wl}: per task core, ratio to the kernel of the same direction"),
+            y_desc: "x kernel",
+            // A churn workload's comparison is with its own quiet run, not the kernel.
+            bars: bars_of(
+                &g,
+                |r| {
+                    if r.stats.contains_key("route_changes_per_s") {
+                        None
+                    } else {
+                        r.vs_baseline.get("ratio_pps_per_task_core")
+                    }
+                },
+                1.0,
+            ),
+            decimals: 2,
+        });
+        panels.push(Panel {
+            title: format!("{wl}: per task core, fraction of its own path's limit"),
+            y_desc: "x limit",
+            bars: bars_of(&g, |r| r.vs_limit.get("ratio_pps_per_task_core"), 1.0),
+            decimals: 2,
         });
     }
     draw(path, &panels)

@@ -39,14 +39,22 @@
 //!   request in flight, at most `--latency-rate` per second: the round trip crosses
 //!   node A both ways (encapsulation out, decapsulation back), so it is run for the
 //!   encap-direction scenarios only.
+//! - Limits (issue 12): `afxdp-limit(-rev)` and `xdp-limit(-rev)` run a reference
+//!   forwarder on node A instead of podfwd (limit.rs: a bare AF_XDP MAC swapper, a
+//!   minimal XDP redirect), UDP workloads only; every podfwd scenario with a `limit` is
+//!   also reported as a fraction of it.
+//! - Set-up variants (`--qdisc`, `--flows`, `--udp-gro-fwd`, `--defer-hard-irqs`,
+//!   `--gro-flush-timeout`) change what the kernel baseline pays; recorded in the results
+//!   (docs/BENCHMARKS.md, "Limits and set-ups").
 //! - CPU: CPU 1 busy from /proc/stat, and the CPU time of node A's forwarding tasks (its
-//!   NAPI kthreads and podfwd's threads) from /proc/<pid>/stat.
+//!   NAPI kthreads, podfwd's threads or the reference forwarder) from /proc/<pid>/stat.
 //!
 //! Results: `results/bench-<unix time>.{json,md}`, `...-{udp,tcp,latency}.png`, and
 //! the same as `results/latest.*`.
 
 mod charts;
 mod gen;
+mod limit;
 mod pingpong;
 mod report;
 mod sink;
@@ -82,6 +90,74 @@ enum Cmd {
     Echo(EchoArgs),
     /// (internal) the latency workload's client; prints one JSON line.
     Ping(PingArgs),
+    /// (internal) the afxdp-limit reference forwarder, run inside node A's namespace.
+    #[command(hide = true)]
+    LimitAfxdp(LimitArgs),
+    /// (internal) the xdp-limit reference forwarder, run inside node A's namespace.
+    #[command(hide = true)]
+    LimitXdp(LimitArgs),
+}
+
+/// The qdisc on every veth end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Qdisc {
+    /// `pfifo limit 1000`: veth stops its queue when the peer's ring is full (TCP gets
+    /// back-pressure); every kernel-sent frame is enqueued and dequeued.
+    Pfifo,
+    /// No qdisc (`noqueue`, veth's default): `veth_xmit` straight from
+    /// `__dev_queue_xmit`; a full ring drops.
+    Noqueue,
+    /// pfifo on the underlay veths, noqueue on the pod veths: a real node's NIC has a
+    /// qdisc, its pod veths keep veth's default.
+    Uplink,
+}
+
+impl Qdisc {
+    /// The qdisc of `dev` (a veth end of the lab) under this variant.
+    fn of(self, dev: &str) -> Qdisc {
+        let uplink = SIDES.iter().any(|s| s.ul_if == dev);
+        match self {
+            Qdisc::Uplink if uplink => Qdisc::Pfifo,
+            Qdisc::Uplink => Qdisc::Noqueue,
+            q => q,
+        }
+    }
+}
+
+impl std::fmt::Display for Qdisc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Qdisc::Pfifo => "pfifo",
+            Qdisc::Noqueue => "noqueue",
+            Qdisc::Uplink => "uplink",
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// The interface frames of the measured direction arrive on.
+    #[arg(long)]
+    from: String,
+    /// The interface they leave on.
+    #[arg(long)]
+    to: String,
+    /// Destination MAC of frames leaving on --to.
+    #[arg(long)]
+    dst_mac: String,
+    /// Source MAC of frames leaving on --to.
+    #[arg(long)]
+    src_mac: String,
+    /// Destination MAC of frames arriving on --to and leaving on --from.
+    #[arg(long)]
+    back_dst_mac: String,
+    /// Source MAC of frames leaving on --from.
+    #[arg(long)]
+    back_src_mac: String,
+    /// CPU of the AF_XDP forwarder.
+    #[arg(long, default_value_t = 1)]
+    cpu: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -122,6 +198,22 @@ struct RunArgs {
     /// TrueType font for the charts' text (default: DejaVu Sans from fonts-dejavu-core).
     #[arg(long)]
     font: Option<PathBuf>,
+    /// The qdisc on every veth end (set-up variant, docs/BENCHMARKS.md "Limits and
+    /// set-ups").
+    #[arg(long, value_enum, default_value_t = Qdisc::Pfifo)]
+    qdisc: Qdisc,
+    /// UDP GRO for forwarded traffic (`rx-udp-gro-forwarding`) on node A's two veths:
+    /// the kernel then merges a flow's UDP frames into one skb before it routes them.
+    #[arg(long)]
+    udp_gro_fwd: bool,
+    /// `napi_defer_hard_irqs` of node A's two veths: empty NAPI polls before the peer's
+    /// wakeup is re-armed (needs --gro-flush-timeout).
+    #[arg(long, default_value_t = 0)]
+    defer_hard_irqs: u32,
+    /// `gro_flush_timeout` (ns) of node A's two veths: with --defer-hard-irqs, the
+    /// NAPI kthread is re-polled by a timer instead of woken per burst.
+    #[arg(long, default_value_t = 0)]
+    gro_flush_timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -188,6 +280,16 @@ pub enum Direction {
     ToPod,
 }
 
+/// A reference forwarder that runs on node A instead of podfwd (limit.rs): what a
+/// path can do at all on veth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// A bare copy-mode AF_XDP forwarder with podfwd's socket settings: MAC rewrite only.
+    AfXdp,
+    /// A minimal XDP program: MACs, TTL - 1, bpf_redirect() to the other veth.
+    Xdp,
+}
+
 /// A forwarding scenario: how node A (and node B) are built.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
@@ -197,8 +299,39 @@ pub struct Scenario {
     /// The backend when node A runs podfwd.
     pub backend: Backend,
     pub direction: Direction,
-    /// The kernel scenario this one is compared with (for podfwd scenarios).
+    /// The kernel scenario this one is compared with (podfwd and limit scenarios).
     pub baseline: Option<&'static str>,
+    /// The limit scenario of the same path and direction (podfwd scenarios that have
+    /// one): their figures are also shown as a fraction of it.
+    pub limit: Option<&'static str>,
+    /// Node A runs this reference forwarder instead of podfwd (limit scenarios).
+    pub reference: Option<Reference>,
+}
+
+impl Scenario {
+    /// Whether podfwd forwards on node A.
+    pub fn runs_podfwd(&self) -> bool {
+        self.nodes[0] == NodeKind::Podfwd && self.reference.is_none()
+    }
+
+    /// What forwards on node A: kernel, afxdp, tun, afxdp-limit or xdp-limit.
+    pub fn forwarder(&self) -> &'static str {
+        match (self.reference, self.nodes[0], self.backend) {
+            (Some(Reference::AfXdp), _, _) => "afxdp-limit",
+            (Some(Reference::Xdp), _, _) => "xdp-limit",
+            // Exhaustive over the backends: a new one (the in-kernel `xdp`) names itself
+            // here, and its scenarios then need their limit (the names test checks it).
+            (None, NodeKind::Podfwd, Backend::Tun) => "tun",
+            (None, NodeKind::Podfwd, Backend::AfXdp) => "afxdp",
+            (None, _, _) => "kernel",
+        }
+    }
+
+    /// This scenario with `limit` as its limit.
+    const fn with_limit(mut self, limit: &'static str) -> Scenario {
+        self.limit = Some(limit);
+        self
+    }
 }
 
 const fn scenario(
@@ -220,15 +353,41 @@ const fn scenario(
         backend,
         direction,
         baseline,
+        limit: None,
+        reference: None,
     }
+}
+
+/// A limit scenario: the reference forwarder on node A, compared with the kernel
+/// baseline of its direction. The cluster is host-gw (pod MTU 1500) either way: the
+/// reverse limit moves the generator's VXLAN frames (inner frame + 50 bytes) to the pod
+/// unchanged but for the MACs, and a 1450-byte pod MTU would drop the 1400-byte ones.
+const fn limit_scenario(
+    name: &'static str,
+    reference: Reference,
+    direction: Direction,
+    baseline: &'static str,
+) -> Scenario {
+    let mut s = scenario(
+        name,
+        Mode::HostGw,
+        Podfwd,
+        Backend::AfXdp,
+        direction,
+        Some(baseline),
+    );
+    s.reference = Some(reference);
+    s
 }
 
 use Direction::{FromPod, ToPod};
 use NodeKind::{KernelHostGw, KernelVxlan, Podfwd};
 
 // No tun-vxlan-decap: on a TUN node the kernel's VTEP decapsulates (docs/tun.md), which
-// kernel-vxlan-decap measures already.
-pub const SCENARIOS: [Scenario; 8] = [
+// kernel-vxlan-decap measures already. Each podfwd scenario names its limit of the same
+// path and direction (`with_limit`); the in-kernel backend's `xdp-*` scenarios take
+// `xdp-limit` / `xdp-limit-rev`. TUN has no limit scenario yet.
+pub const SCENARIOS: [Scenario; 12] = [
     scenario(
         "kernel-host-gw",
         Mode::HostGw,
@@ -244,7 +403,8 @@ pub const SCENARIOS: [Scenario; 8] = [
         Backend::AfXdp,
         FromPod,
         Some("kernel-host-gw"),
-    ),
+    )
+    .with_limit("afxdp-limit"),
     scenario(
         "tun-host-gw",
         Mode::HostGw,
@@ -268,7 +428,8 @@ pub const SCENARIOS: [Scenario; 8] = [
         Backend::AfXdp,
         FromPod,
         Some("kernel-vxlan"),
-    ),
+    )
+    .with_limit("afxdp-limit"),
     scenario(
         "tun-vxlan",
         Mode::Vxlan,
@@ -292,7 +453,17 @@ pub const SCENARIOS: [Scenario; 8] = [
         Backend::AfXdp,
         ToPod,
         Some("kernel-vxlan-decap"),
+    )
+    .with_limit("afxdp-limit-rev"),
+    limit_scenario("afxdp-limit", Reference::AfXdp, FromPod, "kernel-host-gw"),
+    limit_scenario(
+        "afxdp-limit-rev",
+        Reference::AfXdp,
+        ToPod,
+        "kernel-vxlan-decap",
     ),
+    limit_scenario("xdp-limit", Reference::Xdp, FromPod, "kernel-host-gw"),
+    limit_scenario("xdp-limit-rev", Reference::Xdp, ToPod, "kernel-vxlan-decap"),
 ];
 
 /// What a workload runs.
@@ -321,9 +492,13 @@ pub struct Workload {
 impl Workload {
     /// Whether it is run for `sc` (the latency round trip covers both directions; route
     /// churn is podfwd's control plane).
+    /// The limit scenarios measure UDP only: their forwarders rewrite MACs but route
+    /// nothing, so the reverse one cannot carry a TCP or ping-pong conversation.
     pub fn applies_to(&self, sc: &Scenario) -> bool {
+        let udp = matches!(self.kind, WorkloadKind::Udp { .. });
         !(self.kind == WorkloadKind::Latency && sc.direction == ToPod)
-            && (self.churn_of.is_none() || sc.nodes[0] == NodeKind::Podfwd)
+            && (self.churn_of.is_none() || sc.runs_podfwd())
+            && (sc.reference.is_none() || (udp && self.churn_of.is_none()))
     }
 }
 
@@ -394,6 +569,8 @@ fn main() {
         ),
         Cmd::Ping(a) => ("ping", ping_main(&a)),
         Cmd::Run(a) => ("run", run_main(&a).map_err(|e| e.to_string())),
+        Cmd::LimitAfxdp(a) => ("limit-afxdp", limit_main(&a, Reference::AfXdp)),
+        Cmd::LimitXdp(a) => ("limit-xdp", limit_main(&a, Reference::Xdp)),
     };
     if let Err(e) = res {
         eprintln!("podfwd-bench {what}: {e}");
@@ -434,6 +611,37 @@ fn gen_main(a: &GenArgs) -> std::result::Result<(), String> {
         "{}",
         serde_json::to_string(&rep).map_err(|e| e.to_string())?
     );
+    Ok(())
+}
+
+/// Runs a reference forwarder until SIGINT/SIGTERM.
+fn limit_main(a: &LimitArgs, kind: Reference) -> std::result::Result<(), String> {
+    let mac = |s: &str| gen::parse_mac(s);
+    let spec = limit::LimitSpec {
+        ifaces: [a.from.clone(), a.to.clone()],
+        macs: [
+            limit::MacPair {
+                dst: mac(&a.dst_mac)?,
+                src: mac(&a.src_mac)?,
+            },
+            limit::MacPair {
+                dst: mac(&a.back_dst_mac)?,
+                src: mac(&a.back_src_mac)?,
+            },
+        ],
+        cpu: a.cpu,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    match kind {
+        Reference::AfXdp => {
+            let t = limit::run_afxdp(&spec, &stop)?;
+            println!("{}", serde_json::to_string(&t).map_err(|e| e.to_string())?);
+        }
+        Reference::Xdp => limit::run_xdp(&spec, &stop)?,
+    }
     Ok(())
 }
 
@@ -613,6 +821,12 @@ fn run_main(a: &RunArgs) -> Result<()> {
         fwd_cpu: a.fwd_cpu,
         gen_cpu: a.gen_cpu,
         quick: a.quick,
+        setup: report::Setup {
+            qdisc: a.qdisc.to_string(),
+            udp_gro_fwd: a.udp_gro_fwd,
+            defer_hard_irqs: a.defer_hard_irqs,
+            gro_flush_timeout_ns: a.gro_flush_timeout,
+        },
         command: std::env::args().collect::<Vec<_>>().join(" "),
         load_before,
         load_after: std::fs::read_to_string("/proc/loadavg")
@@ -896,6 +1110,8 @@ struct Bench {
     napi_other: Vec<i32>,
     /// A process in podA, node A and node B, to read /proc/<pid>/net/dev through.
     probe: [u32; 3],
+    /// The reference forwarder on node A (limit scenarios).
+    reference: Option<u32>,
 }
 
 impl Bench {
@@ -924,16 +1140,40 @@ impl Bench {
         // receiver's NAPI only if the sending device has no TSO (veth_skb_is_eligible_for_gro);
         // otherwise the receiver's work runs in the sender's context, on the sender's CPU.
         // GSO stays on, so a TCP sender's stack still segments super-packets, as a NIC does.
-        for (ns, dev) in Self::ends(&c) {
+        for (i, (ns, dev)) in Self::ends(&c).into_iter().enumerate() {
             ns.exec(&["ethtool", "-K", dev, "gro", "on", "tso", "off"])?;
-            // A qdisc: veth stops its queue when the peer's ring is full, so TCP gets
-            // back-pressure instead of drops (with noqueue: 10^5 retransmits per second).
-            ns.exec(&[
-                "tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "1000",
-            ])?;
+            // A qdisc (the default set-up): veth stops its queue when the peer's ring is
+            // full, so TCP gets back-pressure instead of drops (with noqueue: 10^5
+            // retransmits per second). `--qdisc noqueue`: veth's own default.
+            match a.qdisc.of(dev) {
+                Qdisc::Pfifo => ns.exec(&[
+                    "tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "1000",
+                ])?,
+                _ => ns.exec(&["tc", "qdisc", "replace", "dev", dev, "root", "noqueue"])?,
+            };
+            // ends() lists node A's two devices first: the set-up variants are node A's.
+            if i < 2 {
+                if a.udp_gro_fwd {
+                    ns.exec(&["ethtool", "-K", dev, "rx-udp-gro-forwarding", "on"])?;
+                }
+                let sysfs = format!("/sys/class/net/{dev}");
+                ns.exec(&[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "echo {} > {sysfs}/napi_defer_hard_irqs && echo {} > {sysfs}/gro_flush_timeout",
+                        a.defer_hard_irqs, a.gro_flush_timeout
+                    ),
+                ])?;
+            }
         }
-        if sc.nodes[0] == NodeKind::Podfwd {
-            c.start_podfwd(0, &ctx.podfwd)?;
+        let mut reference = None;
+        match sc.reference {
+            Some(r) => reference = Some(Self::start_reference(ctx, &c, sc, r)?),
+            None if sc.nodes[0] == NodeKind::Podfwd => {
+                c.start_podfwd(0, &ctx.podfwd)?;
+            }
+            None => {}
         }
         let mut napi_fwd = Vec::new();
         let mut napi_other = Vec::new();
@@ -952,7 +1192,65 @@ impl Bench {
             napi_fwd,
             napi_other,
             probe,
+            reference,
         })
+    }
+
+    /// Starts `podfwd-bench limit-afxdp|limit-xdp` in node A and waits until it has
+    /// attached; returns its pid (killed with the namespace).
+    fn start_reference(ctx: &Ctx, c: &Cluster, sc: &Scenario, r: Reference) -> Result<u32> {
+        let (sa, sb) = (&SIDES[0], &SIDES[1]);
+        // Toward podB: node B's underlay MAC from node A's; toward podA: podA's MAC from
+        // node A's pod-side veth. The measured direction's ingress goes first.
+        let to_b = [sb.node_ul_mac, sa.node_ul_mac];
+        let to_a = [sa.pod_mac, sa.node_pod_mac];
+        let (from, to, fwd, back) = match sc.direction {
+            FromPod => (sa.pod_if, sa.ul_if, to_b, to_a),
+            ToPod => (sa.ul_if, sa.pod_if, to_a, to_b),
+        };
+        let me = ctx.me.display().to_string();
+        let cmd = match r {
+            Reference::AfXdp => "limit-afxdp",
+            Reference::Xdp => "limit-xdp",
+        };
+        let cpu = ctx.args.fwd_cpu.to_string();
+        let log = std::env::temp_dir().join(format!("{}-limit.log", c.nodes[0].name()));
+        let _ = std::fs::remove_file(&log);
+        let pid = c.nodes[0].spawn_logged(
+            &[
+                &me,
+                cmd,
+                "--from",
+                from,
+                "--to",
+                to,
+                "--dst-mac",
+                fwd[0],
+                "--src-mac",
+                fwd[1],
+                "--back-dst-mac",
+                back[0],
+                "--back-src-mac",
+                back[1],
+                "--cpu",
+                &cpu,
+            ],
+            &log,
+        )?;
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let up = podfwd::netns::wait_until(Duration::from_secs(10), || {
+            read().lines().any(|l| l == "ready")
+                || !podfwd::netns::pid_alive(pid as i32)
+                || is_zombie(pid)
+        });
+        if !up || !read().lines().any(|l| l == "ready") {
+            c.nodes[0].kill(pid);
+            return Err(BenchError::Msg(format!(
+                "{cmd} on node A did not come up:\n{}",
+                read()
+            )));
+        }
+        Ok(pid)
     }
 
     /// Every veth end of the cluster: node A's two first.
@@ -969,7 +1267,12 @@ impl Bench {
     }
 
     fn snap(&self, ctx: &Ctx) -> Result<CpuSnap> {
-        let procs: Vec<u32> = self.c.podfwd_pid(0).into_iter().collect();
+        let procs: Vec<u32> = self
+            .c
+            .podfwd_pid(0)
+            .into_iter()
+            .chain(self.reference)
+            .collect();
         Ok(CpuSnap {
             at: Instant::now(),
             fwd_tasks: task_ticks(&self.napi_fwd, &procs),
@@ -1343,13 +1646,78 @@ mod tests {
                         .find(|x| x.name == b)
                         .expect("baseline exists");
                     assert_eq!(base.direction, s.direction, "{}", s.name);
-                    assert_eq!(base.mode, s.mode, "{}", s.name);
-                    assert_ne!(base.nodes[0], NodeKind::Podfwd);
+                    // A limit forwards in a host-gw cluster whatever its kernel baseline.
+                    if s.runs_podfwd() {
+                        assert_eq!(base.mode, s.mode, "{}", s.name);
+                    }
+                    assert_eq!(base.forwarder(), "kernel", "{}", s.name);
                     assert_eq!(s.nodes[0], NodeKind::Podfwd);
                 }
-                None => assert_ne!(s.nodes[0], NodeKind::Podfwd, "{}", s.name),
+                None => assert_eq!(s.forwarder(), "kernel", "{}", s.name),
             }
         }
+    }
+
+    #[test]
+    fn every_afxdp_scenario_has_a_limit_of_its_path_and_direction() {
+        let find = |n: &str| SCENARIOS.iter().find(|x| x.name == n).copied();
+        for s in SCENARIOS {
+            let limit = s.limit.map(|l| find(l).expect("limit exists"));
+            match s.forwarder() {
+                "afxdp" => {
+                    let l = limit.unwrap_or_else(|| panic!("{} has no limit", s.name));
+                    assert_eq!(l.reference, Some(Reference::AfXdp), "{}", s.name);
+                    assert_eq!(l.direction, s.direction, "{}", s.name);
+                }
+                // The in-kernel backend's scenarios take the XDP limits.
+                "xdp" => {
+                    let l = limit.unwrap_or_else(|| panic!("{} has no limit", s.name));
+                    assert_eq!(l.reference, Some(Reference::Xdp), "{}", s.name);
+                    assert_eq!(l.direction, s.direction, "{}", s.name);
+                }
+                _ => {}
+            }
+            if let Some(l) = limit {
+                assert!(s.runs_podfwd(), "{}: only podfwd has a limit", s.name);
+                assert!(l.limit.is_none() && !l.runs_podfwd(), "{}", l.name);
+            }
+        }
+        // Both directions of both paths are measured.
+        for (r, d) in [
+            (Reference::AfXdp, FromPod),
+            (Reference::AfXdp, ToPod),
+            (Reference::Xdp, FromPod),
+            (Reference::Xdp, ToPod),
+        ] {
+            assert!(
+                SCENARIOS
+                    .iter()
+                    .any(|s| s.reference == Some(r) && s.direction == d),
+                "{r:?} {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_uplink_qdisc_variant_queues_on_the_underlay_only() {
+        for s in SIDES {
+            assert_eq!(Qdisc::Uplink.of(s.ul_if), Qdisc::Pfifo);
+            assert_eq!(Qdisc::Uplink.of(s.pod_if), Qdisc::Noqueue);
+        }
+        assert_eq!(Qdisc::Uplink.of("eth0"), Qdisc::Noqueue);
+        assert_eq!(Qdisc::Noqueue.of(SIDES[0].ul_if), Qdisc::Noqueue);
+        assert_eq!(Qdisc::Pfifo.of("eth0"), Qdisc::Pfifo);
+    }
+
+    #[test]
+    fn limit_scenarios_run_the_udp_workloads_only() {
+        let l = SCENARIOS.iter().find(|s| s.name == "afxdp-limit").unwrap();
+        let names: Vec<&str> = WORKLOADS
+            .iter()
+            .filter(|w| w.applies_to(l))
+            .map(|w| w.name)
+            .collect();
+        assert_eq!(names, ["udp-64B", "udp-1400B"]);
     }
 
     #[test]
@@ -1362,7 +1730,7 @@ mod tests {
         );
         assert_eq!(
             pick(&[], &SCENARIOS, |s| s.name, "scenario").unwrap().len(),
-            8
+            12
         );
     }
 }

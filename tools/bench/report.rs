@@ -178,6 +178,49 @@ pub fn fast_path_share(podfwd: &BTreeMap<String, u64>) -> Option<f64> {
     (fast + slow > 0).then(|| fast as f64 / (fast + slow) as f64)
 }
 
+/// The set-up variant the run used (docs/BENCHMARKS.md, "Limits and set-ups"): what
+/// moves the kernel baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setup {
+    /// The qdisc variant: pfifo (default) or noqueue on every veth end, or uplink (pfifo
+    /// on the underlay veths, noqueue on the pod veths).
+    pub qdisc: String,
+    /// `rx-udp-gro-forwarding` on node A's two veths.
+    pub udp_gro_fwd: bool,
+    /// `napi_defer_hard_irqs` of node A's two veths.
+    pub defer_hard_irqs: u32,
+    /// `gro_flush_timeout` of node A's two veths.
+    pub gro_flush_timeout_ns: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            qdisc: "pfifo".into(),
+            udp_gro_fwd: false,
+            defer_hard_irqs: 0,
+            gro_flush_timeout_ns: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "qdisc {}, UDP GRO forwarding {}, node A's NAPI defer_hard_irqs {} / gro_flush_timeout {} ns",
+            match self.qdisc.as_str() {
+                "uplink" => "pfifo on the underlay veths, noqueue on the pod veths",
+                "noqueue" => "noqueue on every veth end",
+                _ => "pfifo on every veth end",
+            },
+            if self.udp_gro_fwd { "on" } else { "off" },
+            self.defer_hard_irqs,
+            self.gro_flush_timeout_ns
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub runs: usize,
@@ -187,6 +230,8 @@ pub struct Settings {
     pub fwd_cpu: usize,
     pub gen_cpu: usize,
     pub quick: bool,
+    /// The set-up variant.
+    pub setup: Setup,
     pub command: String,
     /// /proc/loadavg before and after: the machine may be shared.
     pub load_before: String,
@@ -267,6 +312,7 @@ pub struct Record {
     pub frame_len: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<u32>,
+    /// What forwarded on node A: kernel, afxdp, tun, afxdp-limit or xdp-limit.
     pub backend: &'static str,
     pub direction: crate::Direction,
     /// Median and min–max over the runs of every metric of `runs[].metrics`.
@@ -277,6 +323,12 @@ pub struct Record {
     /// Per round, podfwd / kernel (`ratio_*`) or podfwd - kernel (`added_*`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub vs_baseline: BTreeMap<String, Stat>,
+    /// For podfwd scenarios with a limit scenario of their path and direction: its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// Per round, podfwd / its limit (`ratio_*`): the fraction of what its path can do.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vs_limit: BTreeMap<String, Stat>,
     pub runs: Vec<RunSample>,
     pub machine: Machine,
     pub settings: Settings,
@@ -296,6 +348,33 @@ VXLAN from node B's underlay for decap scenarios) into an XDP_DROP sink counted 
 rx_packets. TCP: iperf3, receiver throughput. Latency: UDP ping-pong podA->podB, one request \
 in flight. per core = value / busy fraction of fwd_cpu (/proc/stat); per task core = value / \
 CPU time of node A's forwarding tasks";
+
+/// Per round (matched by `run`), `runs` against `base` for every metric of `kind`:
+/// `ratio_<metric>` = run / base, or `added_<metric>` = run - base.
+fn per_round(
+    runs: &[RunSample],
+    base: &[RunSample],
+    kind: &WorkloadKind,
+) -> BTreeMap<String, Stat> {
+    let mut out = BTreeMap::new();
+    for (k, is_ratio) in compared(kind) {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| {
+                let b = base.iter().find(|b| b.run == r.run)?;
+                let (x, y) = (*r.metrics.get(k)?, *b.metrics.get(k)?);
+                Some(if *is_ratio { x / y } else { x - y })
+            })
+            .collect();
+        let name = if *is_ratio {
+            format!("ratio_{k}")
+        } else {
+            format!("added_{k}")
+        };
+        out.insert(name, Stat::of(&v));
+    }
+    out
+}
 
 /// Metrics compared with the baseline: (metric, ratio or difference).
 fn compared(kind: &WorkloadKind) -> &'static [(&'static str, bool)] {
@@ -355,25 +434,18 @@ pub fn records(
                 Some(quiet) => runs_of(sc.name, quiet),
                 None => runs_of(sc.baseline.unwrap_or_default(), wl.name),
             });
-            let mut vs_baseline = BTreeMap::new();
-            if let Some(base) = &base {
-                for (k, is_ratio) in compared(&wl.kind) {
-                    let v: Vec<f64> = runs
-                        .iter()
-                        .filter_map(|r| {
-                            let b = base.iter().find(|b| b.run == r.run)?;
-                            let (x, y) = (*r.metrics.get(k)?, *b.metrics.get(k)?);
-                            Some(if *is_ratio { x / y } else { x - y })
-                        })
-                        .collect();
-                    let name = if *is_ratio {
-                        format!("ratio_{k}")
-                    } else {
-                        format!("added_{k}")
-                    };
-                    vs_baseline.insert(name, Stat::of(&v));
-                }
-            }
+            let vs_baseline = base
+                .as_ref()
+                .map(|base| per_round(&runs, base, &wl.kind))
+                .unwrap_or_default();
+            // The limit of the same path and direction, when it ran (not for churn: that
+            // is compared with its own quiet run).
+            let limit = sc.limit.filter(|l| {
+                wl.churn_of.is_none() && scenarios.iter().any(|s| s.name == *l && wl.applies_to(s))
+            });
+            let vs_limit = limit
+                .map(|l| per_round(&runs, &runs_of(l, wl.name), &wl.kind))
+                .unwrap_or_default();
             let (kind, frame_len, streams) = match wl.kind {
                 WorkloadKind::Udp { frame_len } => ("udp", Some(frame_len), None),
                 WorkloadKind::Tcp { streams } => ("tcp", None, Some(streams)),
@@ -385,17 +457,13 @@ pub fn records(
                 kind,
                 frame_len,
                 streams,
-                backend: if sc.nodes[0] != podfwd::lab::NodeKind::Podfwd {
-                    "kernel"
-                } else if sc.backend == podfwd::config::Backend::Tun {
-                    "tun"
-                } else {
-                    "afxdp"
-                },
+                backend: sc.forwarder(),
                 direction: sc.direction,
                 stats,
                 baseline: base_name,
                 vs_baseline,
+                limit: limit.map(str::to_string),
+                vs_limit,
                 runs,
                 machine: machine.clone(),
                 settings: settings.clone(),
@@ -434,6 +502,14 @@ fn ratio(s: Option<&Stat>) -> String {
         Some(s) if s.median.is_finite() => {
             format!("{:.2}x ({:.2}–{:.2})", s.median, s.min, s.max)
         }
+        _ => "—".into(),
+    }
+}
+
+/// podfwd / its limit with the limit's name, `—` without one.
+fn limit_ratio(r: &Record, key: &str) -> String {
+    match (&r.limit, r.vs_limit.get(key)) {
+        (Some(l), Some(s)) if s.median.is_finite() => format!("{} of {l}", ratio(Some(s))),
         _ => "—".into(),
     }
 }
@@ -522,9 +598,11 @@ pub fn markdown(records: &[Record]) -> String {
         s.push_str(&format!(
             "Machine: {} ({} CPUs, {}), kernel {}. {} run(s) x {} s per scenario and \
              workload, scenarios interleaved; {} UDP flows; node A on CPU {}, everything \
-             else on CPU {}; load average before {}, after {}. Median (min–max) over the \
-             runs; comparisons are per round, podfwd / kernel (or podfwd - kernel for \
-             latency).\n",
+             else on CPU {}; set-up: {}; load average before {}, after {}. Median \
+             (min–max) over the runs; comparisons are per round, podfwd / kernel (or \
+             podfwd - kernel for latency), and podfwd / its limit (the `*-limit*` \
+             reference forwarders of the same path and direction; limits themselves are \
+             compared with the kernel).\n",
             r.machine.hostname,
             r.machine.cpus,
             r.machine.cpu_model,
@@ -534,6 +612,7 @@ pub fn markdown(records: &[Record]) -> String {
             r.settings.flows,
             r.settings.fwd_cpu,
             r.settings.gen_cpu,
+            r.settings.setup,
             r.settings.load_before,
             r.settings.load_after,
         ));
@@ -547,12 +626,12 @@ pub fn markdown(records: &[Record]) -> String {
     if of("udp").next().is_some() {
         s.push_str(
             "\n#### UDP, offered at the generator's maximum\n\n\
-             | scenario | workload | Mpps at sink | loss | CPU1 busy | fwd tasks CPU | Mpps per busy core | Mpps per task core | vs kernel (per busy core) | vs kernel (per task core) | fast path |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|\n",
+             | scenario | workload | Mpps at sink | loss | CPU1 busy | fwd tasks CPU | Mpps per busy core | Mpps per task core | vs kernel (per busy core) | vs kernel (per task core) | of its limit (per busy core) | of its limit (per task core) | fast path |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in of("udp") {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.scenario,
                 r.workload,
                 fmt_stat(r.stat("sink_pps"), 1e-6, 3),
@@ -563,6 +642,8 @@ pub fn markdown(records: &[Record]) -> String {
                 fmt_stat(r.stat("pps_per_task_core"), 1e-6, 3),
                 ratio(r.vs_baseline.get("ratio_pps_per_core")),
                 ratio(r.vs_baseline.get("ratio_pps_per_task_core")),
+                limit_ratio(r, "ratio_pps_per_core"),
+                limit_ratio(r, "ratio_pps_per_task_core"),
                 share(r.stat("fast_path_share")),
             ));
         }
@@ -728,6 +809,7 @@ mod tests {
             fwd_cpu: 1,
             gen_cpu: 0,
             quick: false,
+            setup: Setup::default(),
             command: "test".into(),
             load_before: String::new(),
             load_after: String::new(),
@@ -791,6 +873,37 @@ mod tests {
             churned.contains("| afxdp-host-gw | udp-64B-churn | 999 (998–1000) |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn podfwd_is_also_a_fraction_of_its_limit_and_the_limit_is_against_the_kernel() {
+        let by = |n: &str| *SCENARIOS.iter().find(|s| s.name == n).unwrap();
+        let (k, x, l) = (by("kernel-host-gw"), by("afxdp-host-gw"), by("afxdp-limit"));
+        let u = WORKLOADS[0];
+        let s = |run, pps| RunSample::new(run, cpu(0.5), udp(pps), None);
+        let samples = vec![
+            (k, u, s(0, 400_000.0)),
+            (x, u, s(0, 300_000.0)),
+            (l, u, s(0, 600_000.0)),
+            (k, u, s(1, 200_000.0)),
+            (x, u, s(1, 200_000.0)),
+            (l, u, s(1, 250_000.0)),
+        ];
+        let r = records(&[k, x, l], &[u], &samples, &settings());
+        let (afxdp, limit) = (&r[1], &r[2]);
+        assert_eq!(afxdp.limit.as_deref(), Some("afxdp-limit"));
+        let v = &afxdp.vs_limit["ratio_pps_per_task_core"];
+        assert_eq!((v.min, v.max), (0.5, 0.8), "300/600 and 200/250");
+        assert_eq!(limit.backend, "afxdp-limit");
+        assert_eq!(limit.baseline.as_deref(), Some("kernel-host-gw"));
+        assert!(limit.limit.is_none() && limit.vs_limit.is_empty());
+        let v = &limit.vs_baseline["ratio_pps_per_task_core"];
+        assert_eq!((v.min, v.max), (1.25, 1.5));
+        let md = markdown(&r);
+        assert!(md.contains("| 0.65x (0.50–0.80) of afxdp-limit |"), "{md}");
+        // Without the limit in the run, no fraction.
+        let r = records(&[k, x], &[u], &samples, &settings());
+        assert!(r[1].limit.is_none() && r[1].vs_limit.is_empty());
     }
 
     #[test]
