@@ -4,7 +4,8 @@
 //!
 //! - `podfwd-bench limit-afxdp`: a bare copy-mode AF_XDP forwarder with podfwd's socket
 //!   settings (`[dataplane]` defaults: batch 64, rings 2048, 4096 frames of 4096 bytes,
-//!   need_wakeup, poll() when idle, the same tx kick loop) and podfwd's memory layout:
+//!   need_wakeup, poll() when idle, the same tx kick loop, SCHED_FIFO at podfwd's default
+//!   worker priority) and podfwd's memory layout:
 //!   one UMEM shared by the sockets on both interfaces, so a frame is transmitted from the
 //!   UMEM frame it was received into (no copy in userspace). Per frame it only writes the
 //!   12 MAC bytes. `xsk_limit` (bpf/xdp_limit.bpf.c) redirects every IPv4 frame to the
@@ -151,6 +152,20 @@ pub fn run_afxdp(spec: &LimitSpec, stop: &AtomicBool) -> Result<AfXdpTotals, Str
     crate::gen::pin_pid(0, spec.cpu).map_err(|e| format!("pinning to CPU {}: {e}", spec.cpu))?;
     // podfwd's defaults, so the limit is of the same socket set-up.
     let d = podfwd::config::Dataplane::default();
+    // And podfwd's scheduling: SCHED_FIFO at its default worker priority, so the
+    // forwarder wins the core from NAPI as podfwd's worker does (docs/afxdp.md, "Worker
+    // priority"); under the normal scheduler NAPI copies frames the full ring drops.
+    let param = libc::sched_param {
+        sched_priority: i32::from(d.worker_priority),
+    };
+    // SAFETY: `param` is valid for the call; pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(format!(
+            "SCHED_FIFO {}: {}",
+            d.worker_priority,
+            std::io::Error::last_os_error()
+        ));
+    }
     let umem_cfg = UmemConfig::builder()
         .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| format!("frame size: {e}"))?)
         .fill_queue_size(qsize("fill ring", d.fill_ring_size)?)
