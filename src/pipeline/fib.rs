@@ -58,6 +58,16 @@ impl FibSnapshot {
     pub fn is_known_vtep(&self, ip: u32) -> bool {
         self.vteps.binary_search(&ip).is_ok()
     }
+
+    /// The adjacency table, indexed by next-hop id (the XDP fast path's copy).
+    pub fn adjacencies(&self) -> &[Adjacency] {
+        &self.adjacencies
+    }
+
+    /// The known VTEPs (peer node addresses), sorted.
+    pub fn vteps(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.vteps.iter().map(|ip| Ipv4Addr::from(*ip))
+    }
 }
 
 /// A worker's read handle on the FIB. Cheap to clone.
@@ -200,6 +210,31 @@ impl FibWriter {
 
     pub fn params(&self) -> &FibParams {
         &self.params
+    }
+
+    /// The adjacency table and known VTEPs as last published.
+    pub fn snapshot(&self) -> Arc<FibSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Every LPM entry with its next-hop id: the configured routes and the /32 host
+    /// routes of resolved neighbours in connected subnets (the XDP fast path's copy).
+    pub fn lpm_entries(&self) -> Vec<(Ipv4Net, NextHopId)> {
+        let mut out: Vec<(Ipv4Net, NextHopId)> = self
+            .routes
+            .iter()
+            .filter_map(|(p, nh)| {
+                self.ids
+                    .get(&AdjKey::Route((*nh).into()))
+                    .map(|(id, _)| (*p, *id))
+            })
+            .collect();
+        out.extend(self.ids.iter().filter_map(|(k, (id, _))| match *k {
+            AdjKey::Host { ip, .. } => Some((Ipv4Net::new(ip, 32).expect("/32 is valid"), *id)),
+            AdjKey::Route(_) => None,
+        }));
+        out.sort();
+        out
     }
 
     /// The configured routes.
