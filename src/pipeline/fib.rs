@@ -183,6 +183,9 @@ pub struct FibWriter {
     /// peer's, whatever its egress mode (auto sends host-gw to on-link peers, which may
     /// still send VXLAN, as a node without DirectRouting does).
     extra_vteps: Vec<u32>,
+    /// Counts publications: a copy of the FIB (the XDP fast path's maps) is current
+    /// while it has seen this number.
+    generation: u64,
 }
 
 impl FibWriter {
@@ -204,12 +207,19 @@ impl FibWriter {
             keys: Vec::new(),
             free: Arc::new(Mutex::new(Vec::new())),
             extra_vteps: Vec::new(),
+            generation: 0,
         };
         (w, fib)
     }
 
     pub fn params(&self) -> &FibParams {
         &self.params
+    }
+
+    /// The number of publications so far: changes with every change of the routes,
+    /// adjacencies or known VTEPs.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The adjacency table and known VTEPs as last published.
@@ -485,6 +495,7 @@ impl FibWriter {
         vteps.dedup();
         self.snapshot
             .store(Arc::new(FibSnapshot { adjacencies, vteps }));
+        self.generation += 1;
     }
 
     fn port(&self, p: PortId) -> PortInfo {
