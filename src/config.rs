@@ -2093,7 +2093,9 @@ vtep_mac = "0e:00:00:00:00:0c"
             "dataplane.backend",
             "\"dpdk\"",
         );
-        assert!(matches!(p, Problem::UnknownChoice { expected } if expected == ["afxdp", "tun", "xdp"]));
+        assert!(
+            matches!(p, Problem::UnknownChoice { expected } if expected == ["afxdp", "tun", "xdp"])
+        );
     }
 
     #[test]
