@@ -237,9 +237,9 @@ impl Cluster {
         // not complete checksums a sender left partial (an xdp_frame carries no
         // CHECKSUM_PARTIAL state; docs/xdp-fastpath.md): the senders here compute them.
         if backend == Backend::Xdp {
-            for i in 0..2 {
+            for (i, side) in SIDES.iter().enumerate() {
                 c.pods[i].exec(&["ethtool", "-K", "eth0", "gro", "on", "tx", "off"])?;
-                c.nodes[i].exec(&["ethtool", "-K", SIDES[i].ul_if, "gro", "on", "tx", "off"])?;
+                c.nodes[i].exec(&["ethtool", "-K", side.ul_if, "gro", "on", "tx", "off"])?;
             }
         }
         // Checksum offload stays on, as on real pods: senders leave TCP/UDP checksums
