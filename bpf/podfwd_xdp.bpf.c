@@ -133,6 +133,42 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+
+/* ---- The in-kernel fast path (PODFWD_F_FORWARD; docs/xdp-fastpath.md) ---------------- */
+
+/* The FIB's LPM: prefix -> adjacency id (the pipeline's next-hop id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, PODFWD_MAX_FIB_ROUTES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct podfwd_route_key);
+	__type(value, __u32);
+} fib SEC(".maps");
+
+/* Adjacency id -> what it means on the wire. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PODFWD_MAX_ADJACENCIES);
+	__type(key, __u32);
+	__type(value, struct podfwd_adjacency);
+} adjacencies SEC(".maps");
+
+/* FIB port id -> egress ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, PODFWD_MAX_TX_PORTS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} tx_ports SEC(".maps");
+
+/* Drop reasons and fast-path counts (enum podfwd_drop, enum podfwd_fwd_stat). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PODFWD_FWD__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fwd_stats SEC(".maps");
+
 static __always_inline void count(__u32 stat)
 {
 	__u64 *c = bpf_map_lookup_elem(&stats, &stat);
@@ -148,15 +184,20 @@ static __always_inline int pass(__u32 stat)
 }
 
 /* podfwd owns the frame: redirect it to the AF_XDP socket of the queue it arrived on. */
-static __always_inline int owned(struct xdp_md *ctx, __u32 why)
+static __always_inline int to_socket(struct xdp_md *ctx)
 {
 	int action;
 
-	count(why);
 	/* The low bits of the flags are the action when the queue has no socket. */
 	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	count(action == XDP_REDIRECT ? PODFWD_STAT_REDIRECTED : PODFWD_STAT_NO_SOCKET);
 	return action;
+}
+
+static __always_inline int owned(struct xdp_md *ctx, __u32 why)
+{
+	count(why);
+	return to_socket(ctx);
 }
 
 static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
@@ -436,6 +477,304 @@ static __always_inline __u32 kernel_lets_go(struct xdp_md *ctx, const struct iph
 #define INNER_IP (INNER_ETH + sizeof(struct ethhdr))
 #define INNER_L4 (INNER_IP + sizeof(struct iphdr))
 
+
+/* ---- The in-kernel fast path: the pipeline (src/pipeline/mod.rs), byte for byte ------- */
+
+static __always_inline void fwd_add(__u32 stat, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&fwd_stats, &stat);
+
+	if (c)
+		*c += n; /* this CPU's slot */
+}
+
+/* Dropped as the pipeline drops it, with its reason. */
+static __always_inline int fwd_drop(__u32 reason)
+{
+	fwd_add(reason, 1);
+	fwd_add(PODFWD_FWD_DROPPED, 1);
+	return XDP_DROP;
+}
+
+/* Not finished here (the pipeline hands these to the kernel too: no route, next hop
+ * unresolved, too big, TTL, local): the queue's AF_XDP socket, else the kernel. The frame
+ * is unchanged. */
+static __always_inline int fwd_fallback(struct xdp_md *ctx)
+{
+	fwd_add(PODFWD_FWD_FALLBACK, 1);
+	return to_socket(ctx); /* the owned_* reason is counted already */
+}
+
+/* RFC 1071 fold, as checksum::fold. */
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
+/* Whether the 20-byte IPv4 header at `ip` checksums (checksum::verify_header20). */
+static __always_inline int csum_ok20(const void *ip)
+{
+	const __u16 *w = ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i]; /* the ones'-complement sum is byte-order independent */
+	return csum_fold(sum) == 0xffff;
+}
+
+/* The pipeline's flow_src_port over the IPv4 header `iph` (no options) of a packet of
+ * `ip_len` bytes: a multiply-xorshift hash of the flow scaled into 32768..61000. */
+static __always_inline __u16 flow_src_port(const struct iphdr *iph, __u16 ip_len,
+					   const void *data_end)
+{
+	const __u8 *l4 = (const void *)(iph + 1);
+	__u32 ports = 0;
+	__u64 h;
+
+	if ((iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) && !is_fragment(iph) &&
+	    ip_len >= sizeof(*iph) + 4 && (const void *)(l4 + 4) <= data_end)
+		ports = ((__u32)l4[0] << 24) | ((__u32)l4[1] << 16) | ((__u32)l4[2] << 8) | l4[3];
+	h = ((__u64)bpf_ntohl(iph->saddr) << 32 | bpf_ntohl(iph->daddr)) ^ ((__u64)ports << 17) ^
+	    ((__u64)iph->protocol << 56);
+	h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL;
+	h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ULL;
+	h = (__u32)(h ^ (h >> 33));
+	return 32768 + (__u16)((h * (61000 - 32768)) >> 32);
+}
+
+/* TTL-1 with the pipeline's incremental checksum update (ipv4::Packet::decrement_ttl). */
+static __always_inline void decrement_ttl(struct iphdr *iph)
+{
+	__u32 check = bpf_ntohs(iph->check) + 0x0100;
+
+	check += check >= 0xffff;
+	iph->ttl--;
+	iph->check = bpf_htons((__u16)check);
+}
+
+/* What the pipeline's `forward` decides for an IPv4 packet (no options) to `daddr` of
+ * `ip_len` bytes with `ttl`: the adjacency to apply, or NULL and *verdict (XDP_DROP with
+ * the reason counted, or -1: fall back). */
+static __always_inline struct podfwd_adjacency *fwd_decide(__be32 daddr, __u16 ip_len, __u8 ttl,
+							   int *verdict)
+{
+	struct podfwd_route_key key = { .prefixlen = 32, .addr = daddr };
+	struct podfwd_adjacency *adj;
+	__u32 *id;
+
+	*verdict = -1;
+	id = bpf_map_lookup_elem(&fib, &key);
+	if (!id)
+		return NULL; /* no_route: the kernel may have one */
+	adj = bpf_map_lookup_elem(&adjacencies, id);
+	if (!adj)
+		return NULL; /* an id beyond the table: no_route, as the pipeline */
+	switch (adj->kind) {
+	case PODFWD_ADJ_REWRITE:
+		if (ip_len > adj->mtu || ttl <= 1)
+			return NULL; /* mtu (ICMP frag needed) or time exceeded: the kernel */
+		break;
+	case PODFWD_ADJ_ENCAP:
+		if ((__u32)ip_len + 50 > adj->mtu || ttl <= 1)
+			return NULL;
+		break;
+	case PODFWD_ADJ_BLACKHOLE:
+		*verdict = fwd_drop(PODFWD_DROP_BLACKHOLE);
+		return NULL;
+	default:
+		return NULL; /* none, unresolved, local: the kernel */
+	}
+	if (!bpf_map_lookup_elem(&tx_ports, &adj->port))
+		return NULL; /* the egress port has no devmap entry (yet): the kernel */
+	return adj;
+}
+
+/* Cuts Ethernet padding: the egress frame carries exactly the IPv4 packet. */
+static __always_inline int trim_to(struct xdp_md *ctx, __u32 frame_len)
+{
+	long have = (long)ctx->data_end - (long)ctx->data;
+
+	if (have > frame_len)
+		return bpf_xdp_adjust_tail(ctx, (int)(frame_len - have));
+	return 0;
+}
+
+/* Applies `adj` (decided by fwd_decide) to the Ethernet frame at ctx->data carrying an
+ * IPv4 packet (no options) of `ip_len` bytes, and redirects it. */
+static __always_inline int fwd_apply(struct xdp_md *ctx, struct podfwd_adjacency *adj,
+				     __u16 ip_len)
+{
+	__u32 frame_len = sizeof(struct ethhdr) + ip_len;
+	void *data, *data_end;
+	struct iphdr *iph;
+	__u8 *outer;
+	__u16 sport, udp_len, out_len;
+	__u8 ecn;
+
+	if (trim_to(ctx, frame_len))
+		return fwd_drop(PODFWD_DROP_MALFORMED); /* cannot happen: ip_len fits the frame */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	iph = data + sizeof(struct ethhdr);
+	if ((void *)(iph + 1) > data_end)
+		return fwd_drop(PODFWD_DROP_MALFORMED);
+	if (adj->kind == PODFWD_ADJ_REWRITE) {
+		decrement_ttl(iph);
+		__builtin_memcpy(data, adj->macs, 12);
+		fwd_add(PODFWD_FWD_FORWARDED, 1);
+		fwd_add(PODFWD_FWD_FORWARDED_BYTES, frame_len);
+		return bpf_redirect_map(&tx_ports, adj->port, 0);
+	}
+	/* VXLAN encap: read what the outer headers need, then grow the head. */
+	sport = flow_src_port(iph, ip_len, data_end);
+	ecn = iph->tos & 3;
+	if (ecn == 3)
+		ecn = 2; /* RFC 6040 normal mode, as INET_ECN_encapsulate: CE becomes ECT(0) */
+	if (bpf_xdp_adjust_head(ctx, -50))
+		return fwd_drop(PODFWD_DROP_NO_HEADROOM);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	outer = data;
+	iph = data + 50 + sizeof(struct ethhdr);
+	if ((void *)(iph + 1) > data_end)
+		return fwd_drop(PODFWD_DROP_NO_HEADROOM);
+	decrement_ttl(iph);
+	__builtin_memcpy(data + 50, adj->macs, 12);
+	__builtin_memcpy(outer, adj->outer, 50);
+	udp_len = 8 + 8 + frame_len;
+	out_len = 20 + udp_len;
+	outer[15] = ecn;
+	*(__be16 *)(outer + 16) = bpf_htons(out_len);
+	*(__be16 *)(outer + 24) = bpf_htons((__u16)~csum_fold(adj->ip_sum + out_len + ecn));
+	*(__be16 *)(outer + 34) = bpf_htons(sport);
+	*(__be16 *)(outer + 38) = bpf_htons(udp_len);
+	fwd_add(PODFWD_FWD_ENCAPSULATED, 1);
+	fwd_add(PODFWD_FWD_ENCAPSULATED_BYTES, 50 + frame_len);
+	return bpf_redirect_map(&tx_ports, adj->port, 0);
+}
+
+/* An owned frame that is not VXLAN to the node: an IPv4 packet without options, not a
+ * fragment, TTL > 1, its total length within the frame (the classifier checked). */
+static __always_inline int fwd_ip(struct xdp_md *ctx)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	struct iphdr *iph = data + sizeof(struct ethhdr);
+	struct podfwd_adjacency *adj;
+	int verdict;
+	__u16 ip_len;
+
+	if ((void *)(iph + 1) > data_end)
+		return fwd_drop(PODFWD_DROP_MALFORMED);
+	if (!csum_ok20(iph))
+		return fwd_drop(PODFWD_DROP_BAD_CHECKSUM);
+	ip_len = bpf_ntohs(iph->tot_len);
+	adj = fwd_decide(iph->daddr, ip_len, iph->ttl, &verdict);
+	if (!adj)
+		return verdict >= 0 ? verdict : fwd_fallback(ctx);
+	return fwd_apply(ctx, adj, ip_len);
+}
+
+/* Whether the IPv4 header of `hlen` bytes (20..60) at offset `off` of the frame
+ * checksums. Copied to the stack first: a loop over packet bytes of variable length is
+ * more than the verifier follows. */
+static __always_inline int csum_ok_at(struct xdp_md *ctx, __u32 off, __u32 hlen)
+{
+	__u16 w[30];
+	__u32 sum = 0;
+
+	if (hlen < 20 || hlen > 60)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, off, w, hlen))
+		return 0;
+	for (__u32 i = 0; i < 30; i++) {
+		if (i * 2 >= hlen)
+			break;
+		sum += w[i];
+	}
+	return csum_fold(sum) == 0xffff;
+}
+
+/* VXLAN to the node's port that the classifier owns: validated in the pipeline's order
+ * (parse_slow), each drop with its reason, then decapsulated and forwarded. The classifier
+ * checked the outer Ethernet and IPv4 headers (no options, not a fragment, total length
+ * within the frame), the UDP header within the frame and its port. */
+static __always_inline int fwd_vxlan(struct xdp_md *ctx, const struct podfwd_config *cfg)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	struct iphdr *iph = data + sizeof(struct ethhdr);
+	struct udphdr *udp = data + OUTER_UDP;
+	const __u8 *vx = data + OUTER_VXLAN;
+	const struct ethhdr *ieth = data + INNER_ETH;
+	const struct iphdr *inner = data + INNER_IP;
+	struct podfwd_adjacency *adj;
+	__u32 udp_len, inner_len, hlen, total, vni;
+	int verdict;
+
+	if ((void *)(udp + 1) > data_end)
+		return fwd_drop(PODFWD_DROP_BAD_VXLAN);
+	if (!csum_ok20(iph))
+		return fwd_drop(PODFWD_DROP_BAD_CHECKSUM);
+	/* udp::Packet::new_checked over the IPv4 payload. */
+	udp_len = bpf_ntohs(udp->len);
+	if ((__u32)bpf_ntohs(iph->tot_len) < sizeof(*iph) + sizeof(*udp) || udp_len < 8 ||
+	    udp_len > (__u32)bpf_ntohs(iph->tot_len) - sizeof(*iph))
+		return fwd_drop(PODFWD_DROP_BAD_VXLAN);
+	/* vxlan::Packet::new_checked over the UDP payload. */
+	if (udp_len < 8 + VXLAN_HLEN || (void *)(vx + VXLAN_HLEN) > data_end)
+		return fwd_drop(PODFWD_DROP_BAD_VXLAN);
+	if (!(vx[0] & VXLAN_FLAG_I))
+		return fwd_drop(PODFWD_DROP_BAD_VXLAN);
+	vni = ((__u32)vx[4] << 16) | ((__u32)vx[5] << 8) | vx[6];
+	if (vni != cfg->vni)
+		return fwd_drop(PODFWD_DROP_BAD_VNI);
+	if (!bpf_map_lookup_elem(&vteps, &iph->saddr))
+		return fwd_drop(PODFWD_DROP_UNKNOWN_VTEP);
+	/* check_ipv4_frame over the inner frame, which ends where the UDP datagram ends. */
+	inner_len = udp_len - 8 - VXLAN_HLEN;
+	if (inner_len < sizeof(struct ethhdr) || (void *)(ieth + 1) > data_end)
+		return fwd_drop(PODFWD_DROP_MALFORMED);
+	if (ieth->h_proto != bpf_htons(ETH_P_IP))
+		return fwd_drop(PODFWD_DROP_NOT_IPV4);
+	if (inner_len < sizeof(struct ethhdr) + sizeof(*inner) || (void *)(inner + 1) > data_end)
+		return fwd_drop(PODFWD_DROP_MALFORMED);
+	hlen = inner->ihl * 4;
+	total = bpf_ntohs(inner->tot_len);
+	if (inner->version != 4 || hlen < sizeof(*inner) || total < hlen ||
+	    inner_len - sizeof(struct ethhdr) < total)
+		return fwd_drop(PODFWD_DROP_MALFORMED);
+	if (!csum_ok_at(ctx, INNER_IP, hlen))
+		return fwd_drop(PODFWD_DROP_BAD_CHECKSUM);
+	if (!mac_equal(ieth->h_dest, cfg->vtep_mac))
+		return fwd_drop(PODFWD_DROP_WRONG_INNER_MAC);
+	if (hlen != sizeof(*inner) || is_fragment(inner))
+		return fwd_fallback(ctx); /* the classifier passes these first */
+	adj = fwd_decide(inner->daddr, (__u16)total, inner->ttl, &verdict);
+	if (!adj)
+		return verdict >= 0 ? verdict : fwd_fallback(ctx);
+	if (bpf_xdp_adjust_head(ctx, INNER_ETH))
+		return fwd_drop(PODFWD_DROP_MALFORMED); /* cannot happen: the frame is longer */
+	fwd_add(PODFWD_FWD_DECAPSULATED, 1);
+	fwd_add(PODFWD_FWD_DECAPSULATED_BYTES, sizeof(struct ethhdr) + total);
+	return fwd_apply(ctx, adj, (__u16)total);
+}
+
+/* An owned frame: forwarded here under PODFWD_F_FORWARD, else (and for what the fast path
+ * cannot finish) to the queue's AF_XDP socket or the kernel. */
+static __always_inline int take(struct xdp_md *ctx, const struct podfwd_config *cfg, __u32 why)
+{
+	if (!(cfg->flags & PODFWD_F_FORWARD))
+		return owned(ctx, why);
+	count(why);
+	if (why == PODFWD_STAT_OWNED_VXLAN)
+		return fwd_vxlan(ctx, cfg);
+	return fwd_ip(ctx);
+}
+
 /*
  * VXLAN to this node's port (outer header already checked, no options, not a
  * fragment). Frames the pipeline drops (bad VXLAN header or VNI, unknown VTEP, inner
@@ -454,16 +793,16 @@ static __always_inline int classify_vxlan(struct xdp_md *ctx, const struct podfw
 	__u32 vni, why, ifindex;
 
 	if ((void *)(inner + 1) > data_end)
-		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* too short: dropped as malformed */
+		return take(ctx, cfg, PODFWD_STAT_OWNED_VXLAN); /* too short: dropped as malformed */
 	vni = ((__u32)vx[4] << 16) | ((__u32)vx[5] << 8) | vx[6];
 	if (!(vx[0] & VXLAN_FLAG_I) || vni != cfg->vni || !bpf_map_lookup_elem(&vteps, &iph->saddr))
-		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* bad_vxlan, bad_vni, unknown_vtep */
+		return take(ctx, cfg, PODFWD_STAT_OWNED_VXLAN); /* bad_vxlan, bad_vni, unknown_vtep */
 	if (!mac_equal(ieth->h_dest, cfg->vtep_mac))
-		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* wrong_inner_mac (kernel drops too) */
+		return take(ctx, cfg, PODFWD_STAT_OWNED_VXLAN); /* wrong_inner_mac (kernel drops too) */
 	if (ieth->h_proto != bpf_htons(ETH_P_IP))
 		return pass(PODFWD_STAT_PASS_NON_IPV4); /* the kernel VTEP decapsulates it */
 	if (inner->version != 4 || inner->ihl < 5)
-		return owned(ctx, PODFWD_STAT_OWNED_VXLAN); /* dropped as malformed */
+		return take(ctx, cfg, PODFWD_STAT_OWNED_VXLAN); /* dropped as malformed */
 	if (inner->ihl != 5)
 		return pass(PODFWD_STAT_PASS_IP_OPTIONS);
 	if (is_fragment(inner))
@@ -481,7 +820,7 @@ static __always_inline int classify_vxlan(struct xdp_md *ctx, const struct podfw
 			     1u << PODFWD_PORT_POD, flags);
 	if (why)
 		return pass(why);
-	return owned(ctx, PODFWD_STAT_OWNED_VXLAN);
+	return take(ctx, cfg, PODFWD_STAT_OWNED_VXLAN);
 }
 
 SEC("xdp")
@@ -575,7 +914,7 @@ int podfwd_xdp(struct xdp_md *ctx)
 		if (kernel)
 			return pass(kernel);
 	}
-	return owned(ctx, why);
+	return take(ctx, cfg, why);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

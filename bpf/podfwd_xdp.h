@@ -38,6 +38,11 @@ enum podfwd_role {
 /* ... the control thread also bumps `epoch` on every NATed conntrack entry the kernel
  * creates (ctnetlink NEW events): then conntrack's "not NATed" is remembered too. */
 #define PODFWD_F_FLOW_CACHE_CT (1u << 7)
+/* The in-kernel fast path (backend "xdp"): an owned frame is forwarded by this program
+ * itself (rewrite, encap, decap, then bpf_redirect_map through `tx_ports`) when `fib` and
+ * `adjacencies` hold a resolved adjacency; what it cannot finish goes to the AF_XDP
+ * socket of its queue, else to the kernel, exactly as an owned frame without this flag. */
+#define PODFWD_F_FORWARD (1u << 8)
 
 /* The single entry of the `config` ARRAY. Addresses and the port in network order. */
 struct podfwd_config {
@@ -124,6 +129,70 @@ enum podfwd_stat {
 	PODFWD_STAT_PASS_NAT,		/* passed: a flow the kernel NATs (conntrack) */
 	PODFWD_STAT_FLOW_CACHE_HIT,	/* owned without asking the kernel: `flow_cache` knew */
 	PODFWD_STAT__MAX,
+};
+
+/* ---- The in-kernel fast path (PODFWD_F_FORWARD): one set of maps per podfwd instance,
+ * shared by the programs of all its interfaces (bpf_map__reuse_fd), filled from the FIB. */
+
+/* Entries of `fib` (LPM: prefix -> adjacency id) and `adjacencies` (ARRAY by id). */
+#define PODFWD_MAX_FIB_ROUTES 65536
+#define PODFWD_MAX_ADJACENCIES 16384
+/* Entries of `tx_ports` (DEVMAP: FIB port id -> ifindex). */
+#define PODFWD_MAX_TX_PORTS 256
+
+/* podfwd_adjacency.kind: the pipeline's `Adjacency` variants. 0 (an id without an entry)
+ * means no route, as an id beyond the pipeline's table does. */
+enum podfwd_adj_kind {
+	PODFWD_ADJ_NONE = 0,
+	PODFWD_ADJ_REWRITE = 1,	   /* MAC rewrite, TTL-1, out of `port` within `mtu` */
+	PODFWD_ADJ_ENCAP = 2,	   /* VXLAN: inner MACs, outer headers from `outer` */
+	PODFWD_ADJ_UNRESOLVED = 3, /* next hop's MAC unknown: the kernel resolves it */
+	PODFWD_ADJ_LOCAL = 4,	   /* to the node's own stack */
+	PODFWD_ADJ_BLACKHOLE = 5,  /* dropped: `blackhole` */
+};
+
+/* Value of `adjacencies`, 80 bytes: the pipeline's Adjacency / EncapTemplate. */
+struct podfwd_adjacency {
+	__u32 kind;	 /* enum podfwd_adj_kind */
+	__u32 port;	 /* FIB port id: the key of `tx_ports` */
+	__u32 ip_sum;	 /* encap: unfolded ones'-complement sum of `outer`'s IPv4 header */
+	__u16 mtu;	 /* egress MTU: the (outer) IPv4 packet must fit */
+	__u8 macs[12];	 /* rewrite: dst ++ src; encap: inner dst (peer VTEP) ++ src (ours) */
+	__u8 outer[50];	 /* encap: outer Ethernet/IPv4/UDP/VXLAN, lengths, sum, sport 0 */
+	__u8 reserved[4];
+};
+
+/* Indices of `fwd_stats` (PERCPU_ARRAY): the pipeline's drop reasons by their
+ * `DropReason` number (0..PODFWD_DROP__MAX), then what the fast path did. Append only;
+ * src/backend/xdp/maps.rs names them in this order. */
+enum podfwd_drop {
+	PODFWD_DROP_MALFORMED = 0,
+	PODFWD_DROP_BAD_CHECKSUM,
+	PODFWD_DROP_NOT_IPV4,
+	PODFWD_DROP_NO_ROUTE,
+	PODFWD_DROP_NEIGHBOUR_UNRESOLVED,
+	PODFWD_DROP_MTU,
+	PODFWD_DROP_BLACKHOLE,
+	PODFWD_DROP_BAD_VXLAN,
+	PODFWD_DROP_BAD_VNI,
+	PODFWD_DROP_UNKNOWN_VTEP,
+	PODFWD_DROP_WRONG_INNER_MAC,
+	PODFWD_DROP_FRAGMENT,
+	PODFWD_DROP_NO_HEADROOM,
+	PODFWD_DROP_HANDOFF_FAILED,
+	PODFWD_DROP__MAX,
+};
+
+enum podfwd_fwd_stat {
+	PODFWD_FWD_FORWARDED = 16,	/* host-gw / local pod: rewritten and redirected */
+	PODFWD_FWD_ENCAPSULATED,	/* VXLAN encapsulated and redirected */
+	PODFWD_FWD_DECAPSULATED,	/* VXLAN decapsulated (then forwarded or encapsulated) */
+	PODFWD_FWD_FORWARDED_BYTES,	/* bytes of the frames forwarded */
+	PODFWD_FWD_ENCAPSULATED_BYTES,	/* bytes of the encapsulated frames sent */
+	PODFWD_FWD_DECAPSULATED_BYTES,	/* bytes of the inner frames decapsulated */
+	PODFWD_FWD_FALLBACK,		/* owned, not finished here: to the xsk or the kernel */
+	PODFWD_FWD_DROPPED,		/* dropped with one of the reasons above */
+	PODFWD_FWD__MAX,
 };
 
 #endif /* PODFWD_XDP_H */

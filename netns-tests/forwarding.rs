@@ -301,3 +301,47 @@ fn a_peer_nodes_new_mac_is_used_within_a_second() {
     let s = c.stats(0).unwrap();
     assert!(s.total["forwarded"] > forwarded, "{:?}", s.total);
 }
+
+// ---- backend = "xdp": the in-kernel fast path against kernel flannel nodes -------------
+
+/// A podfwd node on the in-kernel fast path and a kernel node; the program's counters
+/// (`podfwd stats`, per CPU) prove it forwarded.
+fn xdp_cluster(tag: &str, mode: Mode, kernel: NodeKind) -> Cluster {
+    started_cluster(tag, spec(mode, [NodeKind::Podfwd, kernel]), Backend::Xdp)
+}
+
+#[test]
+fn xdp_backend_vxlan_interoperates_with_a_flannel_style_kernel_node_both_ways() {
+    skip_unless_root!();
+    let c = xdp_cluster("xdpvx", Mode::Vxlan, NodeKind::KernelVxlan);
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    let s = c.stats(0).unwrap();
+    assert!(
+        s.total["encapsulated"] > 1000,
+        "{:?}\n{}",
+        s.total,
+        c.logs()
+    );
+    assert!(
+        s.total["decapsulated"] > 1000,
+        "{:?}\n{}",
+        s.total,
+        c.logs()
+    );
+}
+
+#[test]
+fn xdp_backend_host_gw_interoperates_with_a_kernel_routing_node_both_ways() {
+    skip_unless_root!();
+    let c = xdp_cluster("xdphg", Mode::HostGw, NodeKind::KernelHostGw);
+    for from in 0..2 {
+        assert!(ping_ok(&c, from, 3).iter().all(|ttl| *ttl == 62));
+        tcp_ok(&c, from, 4 << 20);
+    }
+    let s = c.stats(0).unwrap();
+    assert!(s.total["forwarded"] > 1000, "{:?}\n{}", s.total, c.logs());
+    assert_eq!(s.total["encapsulated"], 0);
+}

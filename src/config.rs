@@ -205,6 +205,10 @@ pub enum Backend {
     /// A TUN device; the kernel delivers to local pods (portable path).
     #[value(name = "tun")]
     Tun,
+    /// The XDP program forwards in the kernel (rewrite, encap, decap, redirect); what it
+    /// cannot finish goes to the kernel (in-kernel fast path).
+    #[value(name = "xdp")]
+    Xdp,
 }
 
 /// `dataplane.mode`.
@@ -267,7 +271,15 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(Backend, "backend", Backend::AfXdp => "afxdp", Backend::Tun => "tun");
+text_enum!(Backend, "backend", Backend::AfXdp => "afxdp", Backend::Tun => "tun", Backend::Xdp => "xdp");
+
+impl Backend {
+    /// Whether the backend serves the uplink and pod interfaces with the XDP program
+    /// (`afxdp` through its AF_XDP workers, `xdp` in the kernel).
+    pub const fn uses_xdp(self) -> bool {
+        matches!(self, Backend::AfXdp | Backend::Xdp)
+    }
+}
 text_enum!(Mode, "mode", Mode::HostGw => "host-gw", Mode::Vxlan => "vxlan", Mode::Auto => "auto");
 text_enum!(XdpMode, "XDP mode", XdpMode::Native => "native", XdpMode::Generic => "generic");
 
@@ -1078,8 +1090,8 @@ impl Validator<'_> {
                 pod_interfaces.push(name);
             }
         }
-        if backend == Backend::AfXdp && pod_interfaces.is_empty() {
-            let why = "the afxdp backend needs at least one pod-facing interface";
+        if backend.uses_xdp() && pod_interfaces.is_empty() {
+            let why = "the afxdp and xdp backends need at least one pod-facing interface";
             return Err(match raw.pod_interfaces.as_ref() {
                 Some(list) => ConfigError::Invalid {
                     field: "node.pod_interfaces".into(),
@@ -2140,7 +2152,9 @@ vtep_mac = "0e:00:00:00:00:0c"
             "dataplane.backend",
             "\"dpdk\"",
         );
-        assert!(matches!(p, Problem::UnknownChoice { expected } if expected == ["afxdp", "tun"]));
+        assert!(
+            matches!(p, Problem::UnknownChoice { expected } if expected == ["afxdp", "tun", "xdp"])
+        );
     }
 
     #[test]
@@ -2713,7 +2727,7 @@ vtep_mac = "0e:00:00:00:00:0c"
         for m in [Mode::HostGw, Mode::Vxlan, Mode::Auto] {
             assert_eq!(m.to_string().parse::<Mode>(), Ok(m));
         }
-        for b in [Backend::AfXdp, Backend::Tun] {
+        for b in [Backend::AfXdp, Backend::Tun, Backend::Xdp] {
             assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
         }
         assert!("hostgw"

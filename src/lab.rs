@@ -231,6 +231,17 @@ impl Cluster {
             c.nodes[i].add_addr(s.ul_if, &format!("{}/24", s.node_ip))?;
             c.nodes[i].link_up(s.ul_if)?;
         }
+        // The in-kernel fast path redirects native XDP frames into veths, which take
+        // them only when the receiving end runs NAPI (an XDP program, or GRO on): the
+        // pods' ends and the uplinks (a kernel node has no program there). And it does
+        // not complete checksums a sender left partial (an xdp_frame carries no
+        // CHECKSUM_PARTIAL state; docs/xdp-fastpath.md): the senders here compute them.
+        if backend == Backend::Xdp {
+            for (i, side) in SIDES.iter().enumerate() {
+                c.pods[i].exec(&["ethtool", "-K", "eth0", "gro", "on", "tx", "off"])?;
+                c.nodes[i].exec(&["ethtool", "-K", side.ul_if, "gro", "on", "tx", "off"])?;
+            }
+        }
         // Checksum offload stays on, as on real pods: senders leave TCP/UDP checksums
         // partial and podfwd completes them (src/partial_csum.rs).
         for i in 0..2 {

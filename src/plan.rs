@@ -187,7 +187,7 @@ impl Plan {
         routes.push(Route {
             prefix: node.pod_cidr,
             next_hop: match dp.backend {
-                Backend::AfXdp => NextHop::Connected { port: 1 },
+                Backend::AfXdp | Backend::Xdp => NextHop::Connected { port: 1 },
                 Backend::Tun => NextHop::Local,
             },
             peer: None,
@@ -232,12 +232,10 @@ impl Plan {
                     (Some(false), Some(gw), _) => gw,
                     // The TUN backend sends through a UDP socket: the kernel routes it.
                     (Some(false), None, Backend::Tun) => peer.node_ip,
-                    (Some(false), None, Backend::AfXdp) => {
-                        return Err(off_link(
-                            "the afxdp backend needs an underlay next hop for the outer VXLAN \
+                    (Some(false), None, Backend::AfXdp | Backend::Xdp) => return Err(off_link(
+                        "the afxdp and xdp backends need an underlay next hop for the outer VXLAN \
                              frame; set node.gateway to the underlay router",
-                        ))
-                    }
+                    )),
                     _ => peer.node_ip,
                 };
                 Route {
@@ -278,7 +276,7 @@ impl Plan {
     fn ports(config: &Config) -> Result<Vec<Port>, PlanError> {
         let mut names = vec![(config.node.uplink.clone(), PortRole::Uplink)];
         match config.dataplane.backend {
-            Backend::AfXdp => names.extend(
+            Backend::AfXdp | Backend::Xdp => names.extend(
                 config
                     .node
                     .pod_interfaces
@@ -370,6 +368,15 @@ impl fmt::Display for Plan {
                     dp.frame_count
                 )?;
             }
+            Backend::Xdp => writeln!(
+                f,
+                "backend       xdp (in-kernel fast path, {}; what it cannot finish goes to \
+                 the kernel)",
+                match dp.xdp_mode {
+                    XdpMode::Native => "native XDP",
+                    XdpMode::Generic => "generic XDP",
+                }
+            )?,
             Backend::Tun => writeln!(
                 f,
                 "backend       tun (device {}, one queue per core, offloads {})",
@@ -379,14 +386,22 @@ impl fmt::Display for Plan {
         }
         let cores: Vec<String> = dp.cores.iter().map(|c| c.to_string()).collect();
         let plural = if dp.queues == 1 { "" } else { "s" };
-        writeln!(
-            f,
-            "workers       cores [{}], {} queue{plural} per interface",
-            cores.join(", "),
-            dp.queues
-        )?;
+        if dp.backend == Backend::Xdp {
+            writeln!(
+                f,
+                "workers       none: the program forwards in each rx queue's softirq \
+                 (dataplane.cores unused)"
+            )?;
+        } else {
+            writeln!(
+                f,
+                "workers       cores [{}], {} queue{plural} per interface",
+                cores.join(", "),
+                dp.queues
+            )?;
+        }
         writeln!(f, "control       socket {}", self.control.socket.display())?;
-        if dp.backend == Backend::AfXdp {
+        if dp.backend.uses_xdp() {
             writeln!(
                 f,
                 "              bpf pins {}",
@@ -496,6 +511,26 @@ vtep_mac = "0e:00:00:00:00:0c"
                 (2, "nodeA-pod2", PortRole::Pod),
             ]
         );
+    }
+
+    #[test]
+    fn xdp_backend_serves_the_uplink_and_pod_interfaces_and_runs_no_workers() {
+        let mut c = config("vxlan", GW, "10.168.0.2/24");
+        c.dataplane.backend = Backend::Xdp;
+        let plan = Plan::resolve(&c, None).unwrap();
+        assert_eq!(plan.ports[0].role, PortRole::Uplink);
+        assert!(plan.ports[1..].iter().all(|p| p.role == PortRole::Pod));
+        assert_eq!(
+            plan.routes[0].next_hop,
+            NextHop::Connected { port: 1 },
+            "local pods are forwarded by the program too"
+        );
+        let text = plan.to_string();
+        assert!(
+            text.contains("backend       xdp (in-kernel fast path"),
+            "{text}"
+        );
+        assert!(text.contains("dataplane.cores unused"), "{text}");
     }
 
     #[test]

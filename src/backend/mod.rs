@@ -15,11 +15,12 @@
 
 pub mod afxdp;
 pub mod tun;
+pub mod xdp;
 
 use crate::config::Backend as BackendKind;
 use crate::control::StatsReply;
 use crate::counters::{Counters, SharedCounters};
-use crate::pipeline::{Fib, NodeParams, PortInfo};
+use crate::pipeline::{Fib, FibWriter, NodeParams, PortInfo};
 use crate::plan::Plan;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +84,12 @@ pub trait Backend {
     /// besides the FIB (classifier routes and VTEPs, the TUN device's kernel routes).
     /// Never stops a worker.
     fn apply_routes(&mut self, plan: &Plan) -> Result<(), BackendError>;
+    /// The FIB may have changed (routes, neighbours, known VTEPs): a backend that keeps
+    /// its own copy (the XDP fast path's maps) brings it up to date, live. Called after
+    /// [`Backend::start`] and on every turn of the control loop.
+    fn fib_changed(&mut self, _fib: &FibWriter) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// The kernel's VXLAN device was recreated with a new ifindex.
     fn vtep_changed(&mut self, vtep_ifindex: u32);
     /// Before [`Backend::start`]: the control plane follows the kernel changes that the
@@ -117,6 +124,7 @@ pub fn open(plan: &Plan) -> Result<Box<dyn Backend>, BackendError> {
     Ok(match plan.dataplane.backend {
         BackendKind::AfXdp => Box::new(afxdp::AfXdp::open(plan)?),
         BackendKind::Tun => Box::new(tun::TunBackend::open(plan)?),
+        BackendKind::Xdp => Box::new(xdp::XdpBackend::open(plan)?),
     })
 }
 

@@ -157,7 +157,10 @@ pub fn run(
         // must then route it.
         kernel::warn_if_forwarding_off();
     }
-    if let Err(e) = backend.start(plan, node, &reader, vtep_ifindex) {
+    if let Err(e) = backend
+        .start(plan, node, &reader, vtep_ifindex)
+        .and_then(|()| backend.fib_changed(&fib))
+    {
         let _ = backend.stop();
         return Err(e.into());
     }
@@ -298,6 +301,9 @@ impl Node {
         // eventually.
         while !stop.load(Ordering::Relaxed) {
             self.handle_neighbour_events()?;
+            if let Err(e) = self.backend.fib_changed(&self.fib) {
+                crate::warn_limited!(self.warnings, "fib", error = %e, "copying the FIB to the backend");
+            }
             if let Some(u) = uplink.filter(|_| last_link_check.elapsed() >= LINK_CHECK) {
                 last_link_check = Instant::now();
                 let index = self.backend.ports().ifindex[u];
@@ -474,6 +480,7 @@ impl Node {
         self.table
             .remove_absent(&mut self.fib, &new.routes, &mut diff);
         self.neighbours.follow_routes(&mut self.fib, new)?;
+        self.backend.fib_changed(&self.fib)?;
         Ok(diff)
     }
 }

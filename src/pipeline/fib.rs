@@ -58,6 +58,16 @@ impl FibSnapshot {
     pub fn is_known_vtep(&self, ip: u32) -> bool {
         self.vteps.binary_search(&ip).is_ok()
     }
+
+    /// The adjacency table, indexed by next-hop id (the XDP fast path's copy).
+    pub fn adjacencies(&self) -> &[Adjacency] {
+        &self.adjacencies
+    }
+
+    /// The known VTEPs (peer node addresses), sorted.
+    pub fn vteps(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.vteps.iter().map(|ip| Ipv4Addr::from(*ip))
+    }
 }
 
 /// A worker's read handle on the FIB. Cheap to clone.
@@ -173,6 +183,9 @@ pub struct FibWriter {
     /// peer's, whatever its egress mode (auto sends host-gw to on-link peers, which may
     /// still send VXLAN, as a node without DirectRouting does).
     extra_vteps: Vec<u32>,
+    /// Counts publications: a copy of the FIB (the XDP fast path's maps) is current
+    /// while it has seen this number.
+    generation: u64,
 }
 
 impl FibWriter {
@@ -194,12 +207,44 @@ impl FibWriter {
             keys: Vec::new(),
             free: Arc::new(Mutex::new(Vec::new())),
             extra_vteps: Vec::new(),
+            generation: 0,
         };
         (w, fib)
     }
 
     pub fn params(&self) -> &FibParams {
         &self.params
+    }
+
+    /// The number of publications so far: changes with every change of the routes,
+    /// adjacencies or known VTEPs.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The adjacency table and known VTEPs as last published.
+    pub fn snapshot(&self) -> Arc<FibSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Every LPM entry with its next-hop id: the configured routes and the /32 host
+    /// routes of resolved neighbours in connected subnets (the XDP fast path's copy).
+    pub fn lpm_entries(&self) -> Vec<(Ipv4Net, NextHopId)> {
+        let mut out: Vec<(Ipv4Net, NextHopId)> = self
+            .routes
+            .iter()
+            .filter_map(|(p, nh)| {
+                self.ids
+                    .get(&AdjKey::Route((*nh).into()))
+                    .map(|(id, _)| (*p, *id))
+            })
+            .collect();
+        out.extend(self.ids.iter().filter_map(|(k, (id, _))| match *k {
+            AdjKey::Host { ip, .. } => Some((Ipv4Net::new(ip, 32).expect("/32 is valid"), *id)),
+            AdjKey::Route(_) => None,
+        }));
+        out.sort();
+        out
     }
 
     /// The configured routes.
@@ -450,6 +495,7 @@ impl FibWriter {
         vteps.dedup();
         self.snapshot
             .store(Arc::new(FibSnapshot { adjacencies, vteps }));
+        self.generation += 1;
     }
 
     fn port(&self, p: PortId) -> PortInfo {

@@ -48,6 +48,7 @@ pub(super) const F_KERNEL_FIB: u32 = 1 << 4;
 pub(super) const F_CONNTRACK: u32 = 1 << 5;
 pub(super) const F_FLOW_CACHE: u32 = 1 << 6;
 pub(super) const F_FLOW_CACHE_CT: u32 = 1 << 7;
+pub(super) const F_FORWARD: u32 = 1 << 8;
 
 // ---------------------------------------------------------------------------------------
 // Roles and settings
@@ -165,6 +166,10 @@ pub struct Ownership {
     /// With `flow_cache`: remember conntrack's "not NATed" too. Only for an owner that
     /// also bumps the epoch on every NATed connection the kernel creates.
     pub flow_cache_conntrack: bool,
+    /// The in-kernel fast path (backend `xdp`): forward owned frames in the program
+    /// itself from the shared forwarding maps ([`super::FastPath`]); what it cannot
+    /// finish goes to the queue's AF_XDP socket, else the kernel.
+    pub forward: bool,
 }
 
 impl Default for Ownership {
@@ -179,6 +184,7 @@ impl Default for Ownership {
             conntrack: true,
             flow_cache: false,
             flow_cache_conntrack: false,
+            forward: false,
         }
     }
 }
@@ -220,6 +226,7 @@ impl Ownership {
                 self.flow_cache && self.flow_cache_conntrack,
                 F_FLOW_CACHE_CT,
             ),
+            (self.forward, F_FORWARD),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -236,6 +243,7 @@ impl Ownership {
             conntrack: flags & F_CONNTRACK != 0,
             flow_cache: flags & F_FLOW_CACHE != 0,
             flow_cache_conntrack: flags & F_FLOW_CACHE_CT != 0,
+            forward: flags & F_FORWARD != 0,
         }
     }
 }

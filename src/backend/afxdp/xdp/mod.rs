@@ -16,6 +16,9 @@
 //! `docs/xdp.md`.
 
 mod attach;
+mod fastpath;
+#[cfg(test)]
+mod fastpath_tests;
 mod maps;
 mod object;
 mod stats;
@@ -23,6 +26,10 @@ mod stats;
 mod tests;
 
 pub use attach::{attached_programs, AttachMode, AttachedProgram};
+pub use fastpath::{
+    adjacency_bytes, FastPath, FastPathStats, FwdStat, ADJACENCY_SIZE, MAX_ADJACENCIES,
+    MAX_FIB_ROUTES, MAX_TX_PORTS,
+};
 pub use maps::{
     peer_subnets, Ownership, PortKind, Role, Settings, MAX_PORTS, MAX_QUEUES, MAX_ROUTES, MAX_VTEPS,
 };
@@ -185,7 +192,19 @@ impl Classifier {
     /// network namespace) and writes its role and settings. Does not attach it.
     pub fn load(iface: &str, role: Role, settings: &Settings) -> Result<Classifier, XdpError> {
         let (ifindex, mac) = lookup_interface(iface)?;
-        Classifier::open(iface, ifindex, mac, role, settings)
+        Classifier::open(iface, ifindex, mac, role, settings, None)
+    }
+
+    /// Loads the program for `iface` with the fast path's shared forwarding maps
+    /// (backend `xdp`). Forwarding starts once [`Ownership::forward`] is set.
+    pub fn load_fast_path(
+        iface: &str,
+        role: Role,
+        settings: &Settings,
+        fast: &FastPath,
+    ) -> Result<Classifier, XdpError> {
+        let (ifindex, mac) = lookup_interface(iface)?;
+        Classifier::open(iface, ifindex, mac, role, settings, Some(fast))
     }
 
     /// Loads the program for an interface already resolved.
@@ -195,8 +214,15 @@ impl Classifier {
         mac: [u8; 6],
         role: Role,
         settings: &Settings,
+        fast: Option<&FastPath>,
     ) -> Result<Classifier, XdpError> {
-        let object = load_object(&PODFWD_XDP_OBJECT.0, PROGRAM_NAME, iface)?;
+        let reuse = fast.map(|f| f.shared_fds());
+        let object = load_object(
+            &PODFWD_XDP_OBJECT.0,
+            PROGRAM_NAME,
+            iface,
+            reuse.as_ref().map_or(&[][..], |r| &r[..]),
+        )?;
         let c = Classifier {
             iface: iface.to_string(),
             ifindex,
@@ -593,6 +619,33 @@ impl Classifier {
             action: out.return_value,
             per_run: out.duration,
         })
+    }
+}
+
+impl Classifier {
+    /// Runs the program once over `frame` with `BPF_PROG_TEST_RUN` as if it arrived on
+    /// rx queue 0 of no device: the XDP action and the frame as the program left it
+    /// (after `bpf_xdp_adjust_head`/`_tail`). Nothing is sent; a redirect is only
+    /// returned. For the fast path's byte-for-byte tests.
+    pub fn test_run_output(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
+        let mut out = vec![0u8; frame.len() + 256];
+        let input = libbpf_rs::ProgramInput {
+            data_in: Some(frame),
+            data_out: Some(&mut out[..]),
+            repeat: 1,
+            ..Default::default()
+        };
+        let res = self
+            .object
+            .progs_mut()
+            .find(|p| p.name() == PROGRAM_NAME)
+            .ok_or_else(|| XdpError::ObjectMismatch {
+                what: format!("program {PROGRAM_NAME:?} is missing"),
+            })?
+            .test_run(input)
+            .map_err(|e| bpf_error("BPF_PROG_TEST_RUN".to_string(), &self.iface, e))?;
+        let bytes = res.data.map(|d| d.to_vec()).unwrap_or_default();
+        Ok((res.return_value, bytes))
     }
 }
 

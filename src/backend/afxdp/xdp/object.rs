@@ -2,6 +2,7 @@
 //! loading it into the kernel: the verifier log on rejection, feature probes that turn a
 //! failure into "this kernel lacks X".
 
+use super::fastpath::MAP_ADJACENCIES;
 use super::maps::MAP_EPOCH;
 use super::XdpError;
 use libbpf_rs::libbpf_sys;
@@ -9,7 +10,7 @@ use libbpf_rs::{MapCore, MapFlags, MapType, Object, ObjectBuilder};
 use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
 /// Keeps `include_bytes!` data 8-byte aligned: libelf reads ELF headers in place.
@@ -93,7 +94,16 @@ pub fn forget_kernel_answers() -> Result<(), XdpError> {
     Ok(())
 }
 
-pub(super) fn load_object(bytes: &[u8], program: &str, iface: &str) -> Result<Object, XdpError> {
+/// Opens and loads a BPF object from memory, capturing the verifier log on failure.
+/// `reuse` names maps of the object that are to be existing maps instead (the fast
+/// path's shared forwarding maps, by fd); without them, the fast path's preallocated
+/// adjacency array is shrunk to one entry (a classifier for AF_XDP never reads it).
+pub(super) fn load_object(
+    bytes: &[u8],
+    program: &str,
+    iface: &str,
+    reuse: &[(&str, RawFd)],
+) -> Result<Object, XdpError> {
     let open =
         ObjectBuilder::default()
             .open_memory(bytes)
@@ -122,6 +132,38 @@ pub(super) fn load_object(bytes: &[u8], program: &str, iface: &str) -> Result<Ob
                 iface: iface.to_string(),
                 source: io::Error::from_raw_os_error(-rc),
             });
+        }
+    }
+    for (name, fd) in reuse {
+        let cname = CString::new(*name).expect("no NUL in a map name");
+        // SAFETY: `obj_ptr` is a valid open object we own; the name is NUL-terminated.
+        let map =
+            unsafe { libbpf_sys::bpf_object__find_map_by_name(obj_ptr.as_ptr(), cname.as_ptr()) };
+        // SAFETY: `map` (if not NULL) belongs to the open object; libbpf dups `fd`, which
+        // the caller keeps open for the duration of this call.
+        let rc = if map.is_null() {
+            -libc::ENOENT
+        } else {
+            unsafe { libbpf_sys::bpf_map__reuse_fd(map, *fd) }
+        };
+        if rc != 0 {
+            // SAFETY: ownership goes back to libbpf-rs, which closes the object on drop.
+            drop(unsafe { Object::from_ptr(obj_ptr) });
+            return Err(XdpError::Os {
+                action: format!("sharing the fast path's map {name:?}"),
+                iface: iface.to_string(),
+                source: io::Error::from_raw_os_error(-rc),
+            });
+        }
+    }
+    if reuse.is_empty() {
+        let cname = CString::new(MAP_ADJACENCIES).expect("no NUL in a map name");
+        // SAFETY: as above.
+        let map =
+            unsafe { libbpf_sys::bpf_object__find_map_by_name(obj_ptr.as_ptr(), cname.as_ptr()) };
+        if !map.is_null() {
+            // SAFETY: `map` belongs to the open, not yet loaded object.
+            unsafe { libbpf_sys::bpf_map__set_max_entries(map, 1) };
         }
     }
     // SAFETY: `obj_ptr` is a valid open object that we own; programs are iterated with

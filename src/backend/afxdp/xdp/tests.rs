@@ -53,7 +53,7 @@ fn classifier(role: Role) -> Option<Classifier> {
         );
         return None;
     }
-    let c = Classifier::open("test0", 1, OUR_MAC, role, &settings()).expect("load");
+    let c = Classifier::open("test0", 1, OUR_MAC, role, &settings(), None).expect("load");
     c.set_ownership(&offline(Ownership::default())).unwrap();
     c.set_routes(&[peer_subnet()]).unwrap();
     c.set_vteps(&[PEER_NODE_IP]).unwrap();
@@ -202,6 +202,7 @@ fn config_bytes_follow_the_c_layout_in_network_order() {
         conntrack: true,
         flow_cache: false,
         flow_cache_conntrack: false,
+        forward: false,
     };
     let mut set = settings();
     set.vni = 0x12_3456;
@@ -307,7 +308,7 @@ fn loading_without_privileges_says_which_capabilities_are_needed() {
         let _ = writeln!(io::stderr(), "SKIP: runs only without root");
         return;
     }
-    let err = Classifier::open("test0", 1, OUR_MAC, Role::Pod, &settings()).unwrap_err();
+    let err = Classifier::open("test0", 1, OUR_MAC, Role::Pod, &settings(), None).unwrap_err();
     assert!(matches!(err, XdpError::NoPrivileges { .. }), "{err}");
     assert!(err.to_string().contains("CAP_BPF"), "{err}");
 }
@@ -352,7 +353,7 @@ fn a_program_the_verifier_rejects_comes_back_with_the_verifier_log() {
         let _ = writeln!(io::stderr(), "SKIP: loading BPF programs needs root");
         return;
     }
-    let err = load_object(&REJECT_OBJECT.0, "unchecked_read", "test0").unwrap_err();
+    let err = load_object(&REJECT_OBJECT.0, "unchecked_read", "test0", &[]).unwrap_err();
     let XdpError::VerifierRejected { log, program, .. } = &err else {
         panic!("expected a verifier rejection, got {err}");
     };
