@@ -525,6 +525,37 @@ static __always_inline int csum_ok20(const void *ip)
 	return csum_fold(sum) == 0xffff;
 }
 
+/*
+ * Whether the TCP/UDP checksum of `iph` (no options, not a fragment) is partial: a veth
+ * sender with tx checksum offload (the default for pods) leaves only the folded
+ * pseudo-header sum in the field (CHECKSUM_PARTIAL), for the kernel to complete if the
+ * packet leaves through a device without offload. A redirected frame loses that state
+ * and would leave with the partial value. The AF_XDP worker completes such checksums
+ * (src/partial_csum.rs, the same test); this program hands them to the kernel instead,
+ * which keeps the state. A complete checksum equals that value once in 65536 packets,
+ * which then take the kernel path too.
+ */
+static __always_inline int l4_csum_partial(const struct iphdr *iph, const void *data_end)
+{
+	const __u8 *l4 = (const void *)(iph + 1);
+	__u32 off, sum;
+	__u16 l4_len;
+
+	if (iph->protocol == IPPROTO_TCP)
+		off = 16;
+	else if (iph->protocol == IPPROTO_UDP)
+		off = 6;
+	else
+		return 0;
+	if ((const void *)(l4 + 18) > data_end)
+		return 0; /* too short for a TCP header: no checksum field to judge */
+	l4_len = bpf_ntohs(iph->tot_len) - sizeof(*iph);
+	/* In memory order, as csum_ok20: protocol and length as network-order words. */
+	sum = (iph->saddr & 0xffff) + (iph->saddr >> 16) + (iph->daddr & 0xffff) +
+	      (iph->daddr >> 16) + bpf_htons((__u16)iph->protocol) + bpf_htons(l4_len);
+	return *(const __u16 *)(l4 + off) == csum_fold(sum);
+}
+
 /* The pipeline's flow_src_port over the IPv4 header `iph` (no options) of a packet of
  * `ip_len` bytes: a multiply-xorshift hash of the flow scaled into 32768..61000. */
 static __always_inline __u16 flow_src_port(const struct iphdr *iph, __u16 ip_len,
@@ -675,6 +706,8 @@ static __always_inline int fwd_ip(struct xdp_md *ctx)
 	adj = fwd_decide(iph->daddr, ip_len, iph->ttl, &verdict);
 	if (!adj)
 		return verdict >= 0 ? verdict : fwd_fallback(ctx);
+	if (l4_csum_partial(iph, data_end))
+		return fwd_fallback(ctx); /* the kernel completes it on the way out */
 	return fwd_apply(ctx, adj, ip_len);
 }
 
@@ -756,6 +789,8 @@ static __always_inline int fwd_vxlan(struct xdp_md *ctx, const struct podfwd_con
 	adj = fwd_decide(inner->daddr, (__u16)total, inner->ttl, &verdict);
 	if (!adj)
 		return verdict >= 0 ? verdict : fwd_fallback(ctx);
+	if (l4_csum_partial(inner, data_end))
+		return fwd_fallback(ctx); /* the kernel VTEP decapsulates it, keeping the state */
 	if (bpf_xdp_adjust_head(ctx, INNER_ETH))
 		return fwd_drop(PODFWD_DROP_MALFORMED); /* cannot happen: the frame is longer */
 	fwd_add(PODFWD_FWD_DECAPSULATED, 1);

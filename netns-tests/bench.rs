@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 15] = [
     "kernel-host-gw",
     "afxdp-host-gw",
     "tun-host-gw",
@@ -21,6 +21,9 @@ const SCENARIOS: [&str; 12] = [
     "tun-vxlan",
     "kernel-vxlan-decap",
     "afxdp-vxlan-decap",
+    "xdp-host-gw",
+    "xdp-vxlan",
+    "xdp-vxlan-decap",
     "afxdp-limit",
     "afxdp-limit-rev",
     "xdp-limit",
@@ -85,11 +88,13 @@ fn is_limit(sc: &str) -> bool {
     sc.contains("-limit")
 }
 
-/// The limit of an AF_XDP scenario: same path, same direction.
+/// The limit of an AF_XDP or XDP scenario: same path, same direction.
 fn limit_of(sc: &str) -> Option<&'static str> {
     match sc {
         "afxdp-host-gw" | "afxdp-vxlan" => Some("afxdp-limit"),
         "afxdp-vxlan-decap" => Some("afxdp-limit-rev"),
+        "xdp-host-gw" | "xdp-vxlan" => Some("xdp-limit"),
+        "xdp-vxlan-decap" => Some("xdp-limit-rev"),
         _ => None,
     }
 }

@@ -233,13 +233,13 @@ impl Cluster {
         }
         // The in-kernel fast path redirects native XDP frames into veths, which take
         // them only when the receiving end runs NAPI (an XDP program, or GRO on): the
-        // pods' ends and the uplinks (a kernel node has no program there). And it does
-        // not complete checksums a sender left partial (an xdp_frame carries no
-        // CHECKSUM_PARTIAL state; docs/xdp-fastpath.md): the senders here compute them.
+        // pods' ends and the uplinks (a kernel node has no program there). Checksum
+        // offload stays on: frames whose checksum a sender left partial go to the
+        // kernel, which completes them (docs/xdp-fastpath.md).
         if backend == Backend::Xdp {
             for (i, side) in SIDES.iter().enumerate() {
-                c.pods[i].exec(&["ethtool", "-K", "eth0", "gro", "on", "tx", "off"])?;
-                c.nodes[i].exec(&["ethtool", "-K", side.ul_if, "gro", "on", "tx", "off"])?;
+                c.pods[i].exec(&["ethtool", "-K", "eth0", "gro", "on"])?;
+                c.nodes[i].exec(&["ethtool", "-K", side.ul_if, "gro", "on"])?;
             }
         }
         // Checksum offload stays on, as on real pods: senders leave TCP/UDP checksums

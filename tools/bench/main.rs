@@ -319,10 +319,11 @@ impl Scenario {
         match (self.reference, self.nodes[0], self.backend) {
             (Some(Reference::AfXdp), _, _) => "afxdp-limit",
             (Some(Reference::Xdp), _, _) => "xdp-limit",
-            // Exhaustive over the backends: a new one (the in-kernel `xdp`) names itself
-            // here, and its scenarios then need their limit (the names test checks it).
+            // Every backend names itself here, and its scenarios then need their limit
+            // (the names test checks it).
             (None, NodeKind::Podfwd, Backend::Tun) => "tun",
             (None, NodeKind::Podfwd, Backend::AfXdp) => "afxdp",
+            (None, NodeKind::Podfwd, Backend::Xdp) => "xdp",
             (None, _, _) => "kernel",
         }
     }
@@ -387,7 +388,7 @@ use NodeKind::{KernelHostGw, KernelVxlan, Podfwd};
 // kernel-vxlan-decap measures already. Each podfwd scenario names its limit of the same
 // path and direction (`with_limit`); the in-kernel backend's `xdp-*` scenarios take
 // `xdp-limit` / `xdp-limit-rev`. TUN has no limit scenario yet.
-pub const SCENARIOS: [Scenario; 12] = [
+pub const SCENARIOS: [Scenario; 15] = [
     scenario(
         "kernel-host-gw",
         Mode::HostGw,
@@ -455,6 +456,33 @@ pub const SCENARIOS: [Scenario; 12] = [
         Some("kernel-vxlan-decap"),
     )
     .with_limit("afxdp-limit-rev"),
+    scenario(
+        "xdp-host-gw",
+        Mode::HostGw,
+        Podfwd,
+        Backend::Xdp,
+        FromPod,
+        Some("kernel-host-gw"),
+    )
+    .with_limit("xdp-limit"),
+    scenario(
+        "xdp-vxlan",
+        Mode::Vxlan,
+        Podfwd,
+        Backend::Xdp,
+        FromPod,
+        Some("kernel-vxlan"),
+    )
+    .with_limit("xdp-limit"),
+    scenario(
+        "xdp-vxlan-decap",
+        Mode::Vxlan,
+        Podfwd,
+        Backend::Xdp,
+        ToPod,
+        Some("kernel-vxlan-decap"),
+    )
+    .with_limit("xdp-limit-rev"),
     limit_scenario("afxdp-limit", Reference::AfXdp, FromPod, "kernel-host-gw"),
     limit_scenario(
         "afxdp-limit-rev",

@@ -526,6 +526,48 @@ fn host_gw_frames_equal_the_pipelines() {
     });
 }
 
+/// `f` (Ethernet/IPv4 without options/UDP) as a veth sender with checksum offload leaves
+/// it: the UDP checksum field holds the folded pseudo-header sum (CHECKSUM_PARTIAL).
+fn with_partial_udp_checksum(f: &[u8]) -> Vec<u8> {
+    let mut f = f.to_vec();
+    let l4_len = (f.len() - 34) as u32;
+    let mut sum: u32 = f[26..34]
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    sum += 17 + l4_len;
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[40..42].copy_from_slice(&(sum as u16).to_be_bytes());
+    f
+}
+
+#[test]
+fn frames_with_a_partial_l4_checksum_go_to_the_kernel_which_completes_it() {
+    if !root() {
+        return;
+    }
+    in_fresh_netns(|| {
+        for (name, mode) in [("host-gw", Mode::HostGw), ("vxlan", Mode::Vxlan)] {
+            let a = node(mode, true);
+            let complete = udp_frame(POD_A, NODE_A_POD, "10.244.0.2", "10.244.1.2", 4000, 64);
+            assert!(
+                matches!(a.actual(&complete, POD), Expect::Redirect(_)),
+                "{name}: a complete checksum is forwarded"
+            );
+            let partial = with_partial_udp_checksum(&complete);
+            let before = a.fast.stats().unwrap().get(FwdStat::Fallback);
+            assert_eq!(a.actual(&partial, POD), Expect::Pass, "{name}");
+            assert_eq!(
+                a.fast.stats().unwrap().get(FwdStat::Fallback),
+                before + 1,
+                "{name}: counted as fallen back"
+            );
+        }
+    });
+}
+
 #[test]
 fn vxlan_encap_equals_the_pipelines_and_the_source_port_is_its_flow_hash() {
     if !root() {
