@@ -685,20 +685,20 @@ fn udp_bulk(from: &Netns, to: &Netns, to_ip: &str, count: u32) -> u64 {
     let out_s = out.display().to_string();
     let _ = std::fs::remove_file(&out);
     let sink = format!(
-        "import socket\n\
+        "import os, socket\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
          s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)\n\
          s.bind(('{to_ip}', 5300)); open('{out_s}.ready', 'w').close(); s.settimeout(10); n = 0\n\
          try:\n    while True:\n        s.recv(2048); n += 1; s.settimeout(1)\n\
          except socket.timeout:\n    pass\n\
-         open('{out_s}', 'w').write(str(n))\n"
+         f = open('{out_s}.tmp', 'w'); f.write(str(n)); f.close(); os.rename('{out_s}.tmp', '{out_s}')\n"
     );
     let pid = to
         .spawn(&["python3", "-c", &sink])
         .expect("start the UDP sink");
     let ready = std::path::PathBuf::from(format!("{out_s}.ready"));
     assert!(
-        harness::wait_until(Duration::from_secs(5), || ready.exists()),
+        harness::wait_until(Duration::from_secs(15), || ready.exists()),
         "the UDP sink did not start"
     );
     let _ = std::fs::remove_file(&ready);
@@ -710,6 +710,7 @@ fn udp_bulk(from: &Netns, to: &Netns, to_ip: &str, count: u32) -> u64 {
          if i % 100 == 99: time.sleep(0.001)\n"
     );
     from.exec(&["python3", "-c", &send]).expect("send UDP");
+    // The sink renames its count into place: the file never exists half-written.
     let done = harness::wait_until(Duration::from_secs(15), || out.exists());
     to.kill(pid);
     assert!(done, "the UDP sink did not finish");
