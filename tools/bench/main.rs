@@ -1758,7 +1758,7 @@ mod tests {
         );
         assert_eq!(
             pick(&[], &SCENARIOS, |s| s.name, "scenario").unwrap().len(),
-            12
+            15
         );
     }
 }
