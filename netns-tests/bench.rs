@@ -219,6 +219,16 @@ fn check_json(dir: &Path, log: &str) {
         } else {
             "forwarded"
         };
+        if sc.starts_with("xdp-") && (r["kind"] == "tcp" || r["kind"] == "latency") {
+            // iperf3's and the ping-pong's sockets send from veths with checksum offload,
+            // so their checksums are partial: the in-kernel fast path hands every such
+            // frame to the kernel (docs/xdp-fastpath.md), counted.
+            assert!(
+                counter("to_kernel") > 0,
+                "{what}: TCP neither forwarded nor handed to the kernel: {counters}"
+            );
+            continue;
+        }
         assert!(
             counter(work) > 0,
             "{what}: podfwd {work} nothing: {counters}"
