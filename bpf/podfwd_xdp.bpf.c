@@ -513,6 +513,14 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)sum;
 }
 
+/* A 64-bit ones'-complement sum folded to 32 bits (still to fold with csum_fold). */
+static __always_inline __u32 csum_fold64(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return (__u32)sum;
+}
+
 /* Whether the 20-byte IPv4 header at `ip` checksums (checksum::verify_header20). */
 static __always_inline int csum_ok20(const void *ip)
 {
@@ -525,35 +533,152 @@ static __always_inline int csum_ok20(const void *ip)
 	return csum_fold(sum) == 0xffff;
 }
 
-/*
- * Whether the TCP/UDP checksum of `iph` (no options, not a fragment) is partial: a veth
- * sender with tx checksum offload (the default for pods) leaves only the folded
- * pseudo-header sum in the field (CHECKSUM_PARTIAL), for the kernel to complete if the
- * packet leaves through a device without offload. A redirected frame loses that state
- * and would leave with the partial value. The AF_XDP worker completes such checksums
- * (src/partial_csum.rs, the same test); this program hands them to the kernel instead,
- * which keeps the state. A complete checksum equals that value once in 65536 packets,
- * which then take the kernel path too.
- */
-static __always_inline int l4_csum_partial(const struct iphdr *iph, const void *data_end)
-{
-	const __u8 *l4 = (const void *)(iph + 1);
-	__u32 off, sum;
-	__u16 l4_len;
+/* Scratch for the tail of a checksummed payload (csum_bytes): per CPU, never shared. */
+#define CSUM_CHUNK 512 /* the most bpf_csum_diff sums in one call */
+struct csum_scratch {
+	__u8 b[CSUM_CHUNK];
+};
 
-	if (iph->protocol == IPPROTO_TCP)
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct csum_scratch);
+} csum_scratch SEC(".maps");
+
+/* Frames are at most a page (no multi-buffer XDP): the longest payload summed. */
+#define CSUM_MAX_LEN 4096
+
+/*
+ * The ones'-complement sum (unfolded, in memory order like csum_ok20) of the `len` bytes
+ * at offset `off` of the frame (`off` a constant of the caller), or -1 if they are not
+ * all within it. bpf_csum_diff sums at most 512 bytes a call: whole chunks straight from
+ * the packet (a constant size the verifier can bound), the rest below 512 copied to a
+ * per-CPU scratch buffer in one call (a variable size the verifier bounds by the
+ * buffer), and the last 0..3 bytes by hand (a trailing odd byte as if padded with zero,
+ * RFC 1071).
+ */
+static __always_inline __s64 csum_bytes(struct xdp_md *ctx, __u32 off, __u32 len)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	struct csum_scratch *scratch;
+	__u32 zero = 0, tail, rest;
+	__u64 sum = 0;
+	__s64 s;
+	__u8 *p;
+
+	if (len > CSUM_MAX_LEN || off > 256)
+		return -1;
+	for (int i = 0; i < CSUM_MAX_LEN / CSUM_CHUNK; i++) {
+		if (len < CSUM_CHUNK)
+			break;
+		p = data + off;
+		if ((void *)(p + CSUM_CHUNK) > data_end)
+			return -1;
+		s = bpf_csum_diff(NULL, 0, (__be32 *)p, CSUM_CHUNK, (__wsum)sum);
+		if (s < 0)
+			return -1;
+		sum = (__u64)s;
+		off += CSUM_CHUNK;
+		len -= CSUM_CHUNK;
+	}
+	tail = len & (CSUM_CHUNK - 4); /* whole 32-bit words below 512 bytes */
+	rest = len & 3;
+	if (tail >= 4) {
+		scratch = bpf_map_lookup_elem(&csum_scratch, &zero);
+		if (!scratch)
+			return -1;
+		if (bpf_xdp_load_bytes(ctx, off, scratch->b, tail))
+			return -1;
+		s = bpf_csum_diff(NULL, 0, (__be32 *)scratch->b, tail, (__wsum)sum);
+		if (s < 0)
+			return -1;
+		sum = (__u64)s;
+		off += tail;
+	}
+	if (rest) {
+		if (off > 256 + CSUM_MAX_LEN)
+			return -1;
+		p = data + off;
+		if ((void *)(p + 1) > data_end)
+			return -1;
+		if (rest >= 2) {
+			if ((void *)(p + 2) > data_end)
+				return -1;
+			sum += *(__u16 *)p;
+			p += 2;
+		}
+		if (rest & 1) {
+			if ((void *)(p + 1) > data_end)
+				return -1;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			sum += *p;
+#else
+			sum += (__u32)*p << 8;
+#endif
+		}
+	}
+	return (__s64)sum;
+}
+
+/*
+ * Completes the TCP/UDP checksum of the IPv4 packet (no options, not a fragment, whole
+ * in the frame: the caller checked) at offset `ip_off` of the frame if it is partial: a
+ * veth sender with tx checksum offload (the default for pods) leaves only the folded
+ * pseudo-header sum in the field (CHECKSUM_PARTIAL), for the kernel to complete if the
+ * packet leaves through a device without offload. A redirected frame loses that state,
+ * so the program completes the checksum as that device would: the field already holds
+ * the pseudo-header's sum, so the complement of the sum over the whole segment is the
+ * checksum. Same test and arithmetic as the AF_XDP worker's src/partial_csum.rs: a
+ * complete checksum equals that value once in 65536 packets, and recomputing it then
+ * writes the same value. Returns 0 (complete, or completed) or -1 (could not: the
+ * caller hands the frame to the kernel, which keeps the state).
+ */
+static __always_inline int l4_csum_complete(struct xdp_md *ctx, __u32 ip_off)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	const struct iphdr *iph = data + ip_off;
+	__u32 off, sum, l4_off = ip_off + sizeof(*iph);
+	__u16 *field, l4_len, csum;
+	__s64 total;
+	__u8 proto;
+
+	if ((void *)(iph + 1) > data_end)
+		return -1;
+	proto = iph->protocol;
+	if (proto == IPPROTO_TCP)
 		off = 16;
-	else if (iph->protocol == IPPROTO_UDP)
+	else if (proto == IPPROTO_UDP)
 		off = 6;
 	else
 		return 0;
-	if ((const void *)(l4 + 18) > data_end)
-		return 0; /* too short for a TCP header: no checksum field to judge */
 	l4_len = bpf_ntohs(iph->tot_len) - sizeof(*iph);
+	if (l4_len < off + 2)
+		return 0; /* too short to hold the field: nothing to complete */
+	field = data + l4_off + off;
+	if ((void *)(field + 1) > data_end)
+		return 0;
 	/* In memory order, as csum_ok20: protocol and length as network-order words. */
 	sum = (iph->saddr & 0xffff) + (iph->saddr >> 16) + (iph->daddr & 0xffff) +
-	      (iph->daddr >> 16) + bpf_htons((__u16)iph->protocol) + bpf_htons(l4_len);
-	return *(const __u16 *)(l4 + off) == csum_fold(sum);
+	      (iph->daddr >> 16) + bpf_htons((__u16)proto) + bpf_htons(l4_len);
+	if (*field != csum_fold(sum))
+		return 0; /* complete (a UDP 0, "no checksum", is never a folded sum) */
+	total = csum_bytes(ctx, l4_off, l4_len);
+	if (total < 0)
+		return -1;
+	csum = ~csum_fold(csum_fold64((__u64)total));
+	if (proto == IPPROTO_UDP && csum == 0)
+		csum = 0xffff; /* RFC 768: a computed zero is sent as all ones */
+	data_end = (void *)(long)ctx->data_end;
+	data = (void *)(long)ctx->data;
+	field = data + l4_off + off;
+	if ((void *)(field + 1) > data_end)
+		return -1;
+	*field = csum;
+	fwd_add(PODFWD_FWD_CSUM_COMPLETED, 1);
+	return 0;
 }
 
 /* The pipeline's flow_src_port over the IPv4 header `iph` (no options) of a packet of
@@ -706,7 +831,7 @@ static __always_inline int fwd_ip(struct xdp_md *ctx)
 	adj = fwd_decide(iph->daddr, ip_len, iph->ttl, &verdict);
 	if (!adj)
 		return verdict >= 0 ? verdict : fwd_fallback(ctx);
-	if (l4_csum_partial(iph, data_end))
+	if (l4_csum_complete(ctx, sizeof(struct ethhdr)))
 		return fwd_fallback(ctx); /* the kernel completes it on the way out */
 	return fwd_apply(ctx, adj, ip_len);
 }
@@ -789,7 +914,7 @@ static __always_inline int fwd_vxlan(struct xdp_md *ctx, const struct podfwd_con
 	adj = fwd_decide(inner->daddr, (__u16)total, inner->ttl, &verdict);
 	if (!adj)
 		return verdict >= 0 ? verdict : fwd_fallback(ctx);
-	if (l4_csum_partial(inner, data_end))
+	if (l4_csum_complete(ctx, INNER_IP))
 		return fwd_fallback(ctx); /* the kernel VTEP decapsulates it, keeping the state */
 	if (bpf_xdp_adjust_head(ctx, INNER_ETH))
 		return fwd_drop(PODFWD_DROP_MALFORMED); /* cannot happen: the frame is longer */

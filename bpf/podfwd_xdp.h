@@ -192,6 +192,7 @@ enum podfwd_fwd_stat {
 	PODFWD_FWD_DECAPSULATED_BYTES,	/* bytes of the inner frames decapsulated */
 	PODFWD_FWD_FALLBACK,		/* owned, not finished here: to the xsk or the kernel */
 	PODFWD_FWD_DROPPED,		/* dropped with one of the reasons above */
+	PODFWD_FWD_CSUM_COMPLETED,	/* a partial TCP/UDP checksum completed (forwarded) */
 	PODFWD_FWD__MAX,
 };
 

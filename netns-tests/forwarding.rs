@@ -322,12 +322,19 @@ fn ping_burst(c: &Cluster, from: usize) {
 }
 
 /// The TCP transfers' segments carry partial checksums (veth offload on, as on real
-/// pods): the program hands them to the kernel, which completes and forwards them.
-fn assert_partial_checksums_took_the_kernel_path(
-    c: &Cluster,
-    total: &std::collections::BTreeMap<String, u64>,
-) {
-    assert!(total["to_kernel"] > 1000, "{total:?}\n{}", c.logs());
+/// pods): the program completes them and forwards the segments itself (4 MB each way is
+/// about 2,900 data segments per direction, plus the ACKs); the kernel gets at most the
+/// odd frame (the first ones, before the neighbours are known).
+fn assert_tcp_took_the_fast_path(c: &Cluster, total: &std::collections::BTreeMap<String, u64>) {
+    assert!(
+        total["checksums_completed"] > 4000,
+        "{total:?}\n{}",
+        c.logs()
+    );
+    assert!(
+        total["to_kernel"] * 20 < total["checksums_completed"],
+        "{total:?}"
+    );
     assert_eq!(total["drop_bad_checksum"], 0, "{total:?}");
 }
 
@@ -344,7 +351,7 @@ fn xdp_backend_vxlan_interoperates_with_a_flannel_style_kernel_node_both_ways() 
     for key in ["encapsulated", "decapsulated"] {
         assert!(s.total[key] >= 1000, "{key}: {:?}\n{}", s.total, c.logs());
     }
-    assert_partial_checksums_took_the_kernel_path(&c, &s.total);
+    assert_tcp_took_the_fast_path(&c, &s.total);
 }
 
 #[test]
@@ -359,5 +366,5 @@ fn xdp_backend_host_gw_interoperates_with_a_kernel_routing_node_both_ways() {
     let s = c.stats(0).unwrap();
     assert!(s.total["forwarded"] >= 2000, "{:?}\n{}", s.total, c.logs());
     assert_eq!(s.total["encapsulated"], 0);
-    assert_partial_checksums_took_the_kernel_path(&c, &s.total);
+    assert_tcp_took_the_fast_path(&c, &s.total);
 }

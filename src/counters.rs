@@ -127,6 +127,9 @@ pub struct Counters {
     pub encapsulated_bytes: u64,
     /// Bytes of the inner frames of the `decapsulated` ones.
     pub decapsulated_bytes: u64,
+    /// Frames whose TCP/UDP checksum a veth sender left partial (tx checksum offload)
+    /// and podfwd completed before sending them on; see `crate::partial_csum`.
+    pub checksums_completed: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -170,6 +173,7 @@ impl Counters {
         self.forwarded_bytes += o.forwarded_bytes;
         self.encapsulated_bytes += o.encapsulated_bytes;
         self.decapsulated_bytes += o.decapsulated_bytes;
+        self.checksums_completed += o.checksums_completed;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -179,7 +183,7 @@ impl Counters {
 /// The number of `u64` fields in [`Counters`], in the order of [`Counters::fields`].
 const FIELDS: usize = SCALARS + DropReason::COUNT;
 /// The fields of [`Counters`] before its drops.
-const SCALARS: usize = 16;
+const SCALARS: usize = 17;
 
 impl Counters {
     fn fields(&self) -> [u64; FIELDS] {
@@ -201,6 +205,7 @@ impl Counters {
             self.forwarded_bytes,
             self.encapsulated_bytes,
             self.decapsulated_bytes,
+            self.checksums_completed,
         ]);
         f[SCALARS..].copy_from_slice(&self.drops);
         f
@@ -226,6 +231,7 @@ impl Counters {
             forwarded_bytes: f[13],
             encapsulated_bytes: f[14],
             decapsulated_bytes: f[15],
+            checksums_completed: f[16],
             drops,
         }
     }
@@ -249,6 +255,7 @@ impl Counters {
             ("forwarded_bytes", self.forwarded_bytes),
             ("encapsulated_bytes", self.encapsulated_bytes),
             ("decapsulated_bytes", self.decapsulated_bytes),
+            ("checksums_completed", self.checksums_completed),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), *v))
@@ -321,6 +328,7 @@ mod tests {
             &mut c.forwarded_bytes,
             &mut c.encapsulated_bytes,
             &mut c.decapsulated_bytes,
+            &mut c.checksums_completed,
         ]
         .into_iter()
         .enumerate()

@@ -284,6 +284,12 @@ const WORKER_COUNTERS: &[CounterField] = &[
         |c| c.wakeups,
     ),
     (
+        "podfwd_checksums_completed",
+        Some("packets"),
+        "Frames whose TCP/UDP checksum a veth sender left partial (offload) and podfwd completed.",
+        |c| c.checksums_completed,
+    ),
+    (
         "podfwd_tun_tso_in",
         Some("packets"),
         "TCP super-packets read from the TUN device and cut into segments (TUN backend).",

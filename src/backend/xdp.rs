@@ -117,6 +117,7 @@ pub fn per_cpu_counters(s: &FastPathStats) -> Vec<(usize, Counters)> {
                 encapsulated_bytes: get(FwdStat::EncapsulatedBytes as usize),
                 decapsulated_bytes: get(FwdStat::DecapsulatedBytes as usize),
                 to_kernel: get(FwdStat::Fallback as usize),
+                checksums_completed: get(FwdStat::ChecksumsCompleted as usize),
                 ..Counters::default()
             };
             for r in DropReason::ALL {

@@ -247,7 +247,9 @@ impl Worker {
                         pkt.offset
                     };
                     let end = pkt.offset + pkt.len;
-                    crate::partial_csum::complete(&mut pkt.buf[inner..end]);
+                    if crate::partial_csum::complete(&mut pkt.buf[inner..end]) {
+                        self.counters.checksums_completed += 1;
+                    }
                     if pkt.offset != data_off {
                         pkt.buf
                             .copy_within(pkt.offset..pkt.offset + pkt.len, data_off);
@@ -359,7 +361,9 @@ fn hand_off(handoff: Option<&Handoff>, pkt: &mut Packet<'_>, ctrs: &mut Counters
     }
     // A veth sender may have left the TCP/UDP checksum partial; the kernel (conntrack,
     // local delivery) must see a complete one.
-    crate::partial_csum::complete(frame);
+    if crate::partial_csum::complete(frame) {
+        ctrs.checksums_completed += 1;
+    }
     match h.send(&frame[crate::wire::ethernet::HEADER_LEN..]) {
         Ok(()) => {
             ctrs.handoff += 1;

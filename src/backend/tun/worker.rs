@@ -750,7 +750,9 @@ impl TunWriter<'_> {
             let f = &mut p.buf[p.offset..p.offset + p.len];
             // A kernel VTEP's peer may leave inner TCP/UDP checksums partial (veth
             // offload); the UDP socket hands us the bytes without that state.
-            crate::partial_csum::complete(f);
+            if crate::partial_csum::complete(f) {
+                self.counters.checksums_completed += 1;
+            }
             let ip = &f[IP_OFFSET - ETH_OFFSET..];
             if ip.len() > self.mtu {
                 let (fd, mtu) = (self.fd, self.mtu);
@@ -833,7 +835,9 @@ impl TunWriter<'_> {
             }
             None => {
                 let f = &mut first.buf[first.offset..first.offset + first.len];
-                crate::partial_csum::complete(f);
+                if crate::partial_csum::complete(f) {
+                    self.counters.checksums_completed += 1;
+                }
                 let zero = [0u8; VNET_HDR_LEN];
                 self.writev(&mut [iov(&zero), iov(&f[IP_OFFSET - ETH_OFFSET..])], 1);
             }

@@ -61,10 +61,12 @@ pub enum FwdStat {
     Fallback,
     /// Dropped with one of the pipeline's reasons.
     Dropped,
+    /// A partial TCP/UDP checksum (a veth sender's offload) completed by the program.
+    ChecksumsCompleted,
 }
 
 impl FwdStat {
-    pub const ALL: [FwdStat; 8] = [
+    pub const ALL: [FwdStat; 9] = [
         FwdStat::Forwarded,
         FwdStat::Encapsulated,
         FwdStat::Decapsulated,
@@ -73,9 +75,10 @@ impl FwdStat {
         FwdStat::DecapsulatedBytes,
         FwdStat::Fallback,
         FwdStat::Dropped,
+        FwdStat::ChecksumsCompleted,
     ];
     /// Entries of `fwd_stats` (`PODFWD_FWD__MAX`).
-    pub const SLOTS: u32 = 24;
+    pub const SLOTS: u32 = 25;
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -87,6 +90,7 @@ impl FwdStat {
             FwdStat::DecapsulatedBytes => "decapsulated_bytes",
             FwdStat::Fallback => "fallback",
             FwdStat::Dropped => "dropped",
+            FwdStat::ChecksumsCompleted => "checksums_completed",
         }
     }
 }
