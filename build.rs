@@ -3,7 +3,8 @@
 //! fixtures under `bpf/testdata/` (a program the verifier rejects, a "foreign" program).
 //!
 //! Needs clang (Debian package `clang`) and the libbpf headers (Debian package
-//! `libbpf-dev`); `tools/setup.sh` installs both. `CLANG` overrides the compiler.
+//! `libbpf-dev`); `tools/setup.sh` installs both. `CLANG` overrides the compiler. The
+//! clang command line is `bpf/clang.rs`, shared with tools/bench/build.rs.
 //!
 //! Also sets what `podfwd --version` and the metrics' `podfwd_build_info` report:
 //! `PODFWD_GIT_REVISION` (see [`git_revision`]) and `PODFWD_FEATURES` (the enabled cargo
@@ -12,6 +13,8 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
+
+include!("bpf/clang.rs");
 
 /// (source, object file name in OUT_DIR)
 const PROGRAMS: &[(&str, &str)] = &[
@@ -51,24 +54,8 @@ fn main() {
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
-    // The BPF target's byte order must be the one the loading machine runs.
-    let target = match env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() {
-        Ok("big") => "bpfeb",
-        _ => "bpfel",
-    };
-    // <linux/types.h> includes <asm/types.h>, which Debian keeps under the multiarch
-    // directory; -target bpf does not search it (gcc-multilib would add a symlink).
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let multiarch = multiarch_include(&arch);
-
     for (src, obj) in PROGRAMS {
-        compile(
-            &clang,
-            target,
-            multiarch.as_deref(),
-            src,
-            &out_dir.join(obj),
-        );
+        compile(&clang, src, &out_dir.join(obj));
     }
 }
 
@@ -174,33 +161,8 @@ fn git_revision(manifest_dir: &Path) -> String {
     }
 }
 
-fn multiarch_include(arch: &str) -> Option<PathBuf> {
-    let triple = match arch {
-        "x86_64" => "x86_64-linux-gnu",
-        "aarch64" => "aarch64-linux-gnu",
-        "x86" => "i386-linux-gnu",
-        "arm" => "arm-linux-gnueabihf",
-        "riscv64" => "riscv64-linux-gnu",
-        "s390x" => "s390x-linux-gnu",
-        "powerpc64" => "powerpc64le-linux-gnu",
-        "loongarch64" => "loongarch64-linux-gnu",
-        _ => return None,
-    };
-    let dir = Path::new("/usr/include").join(triple);
-    dir.join("asm").is_dir().then_some(dir)
-}
-
-fn compile(clang: &str, target: &str, multiarch: Option<&Path>, src: &str, obj: &Path) {
-    let mut cmd = Command::new(clang);
-    cmd.args(["-O2", "-g", "-target", target])
-        .args(["-Wall", "-Wextra", "-Werror"])
-        .arg("-Ibpf");
-    if let Some(dir) = multiarch {
-        cmd.arg("-idirafter").arg(dir);
-    }
-    cmd.args(["-c", src, "-o"]).arg(obj);
-
-    let output = match cmd.output() {
+fn compile(clang: &str, src: &str, obj: &Path) {
+    let output = match bpf_clang(clang, src, obj).output() {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(

@@ -10,16 +10,14 @@
 //! per CPU with the pipeline's names (forwarded, encapsulated, decapsulated, drops by
 //! reason), and a small publisher thread mirrors them for the metrics endpoint.
 
-use super::afxdp::xdp::{
-    peer_subnets, Classifier, FastPath, FastPathStats, FwdStat, Ownership, PortKind, Role, Settings,
-};
+use super::afxdp::xdp::{Classifier, FastPath, FastPathStats, FwdStat};
+use super::afxdp::{Classifiers, Program};
 use super::{Backend, BackendError, Ports};
-use crate::config::{Backend as BackendKind, XdpMode};
+use crate::config::Backend as BackendKind;
 use crate::control::StatsReply;
 use crate::counters::{Counters, DropReason, SharedCounters};
-use crate::netlink::{self, Interface};
-use crate::pipeline::{Fib, FibWriter, NodeParams, PortInfo};
-use crate::plan::{Plan, PortRole};
+use crate::pipeline::{Fib, FibWriter, NodeParams};
+use crate::plan::Plan;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,13 +30,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// The in-kernel XDP data path of one node.
 pub struct XdpBackend {
     ports: Ports,
-    ifaces: Vec<Interface>,
-    settings: Settings,
-    /// The `ports` map of every program: the served interfaces and the VTEP.
-    kinds: Vec<(u32, PortKind)>,
     fast: Arc<FastPath>,
-    classifiers: Vec<Classifier>,
-    flow_cache: Option<bool>,
+    classifiers: Classifiers,
     /// The FIB generation the maps hold (None: never synced).
     synced: Option<u64>,
     /// Per CPU, mirrored by `publisher` for the metrics endpoint.
@@ -49,48 +42,19 @@ pub struct XdpBackend {
 impl XdpBackend {
     /// Resolves the plan's interfaces (in port order) and creates the fast path's maps.
     pub fn open(plan: &Plan) -> Result<XdpBackend, BackendError> {
-        let mut ifaces: Vec<Interface> = Vec::with_capacity(plan.ports.len());
-        for port in &plan.ports {
-            let i = netlink::interface(&port.name)?;
-            if !i.up {
-                tracing::warn!(interface = %port.name, "interface is down");
-            }
-            ifaces.push(i);
-        }
-        let ports = Ports {
-            info: ifaces
-                .iter()
-                .map(|i| PortInfo {
-                    mac: i.mac,
-                    mtu: u16::try_from(i.mtu).unwrap_or(u16::MAX),
-                })
-                .collect(),
-            ifindex: ifaces.iter().map(|i| i.index).collect(),
-            kernel_sends_vxlan: false,
-        };
+        // No queue check: no AF_XDP sockets.
+        let classifiers = Classifiers::open(plan, Program::FastPath, |_, _| Ok(()))?;
         let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
         Ok(XdpBackend {
-            ports,
-            ifaces,
-            settings: Settings::from_plan(plan),
-            kinds: Vec::new(),
+            ports: classifiers.ports(),
             fast: Arc::new(FastPath::create()?),
-            classifiers: Vec::new(),
-            flow_cache: None,
+            classifiers,
             synced: None,
             per_cpu: (0..cpus)
                 .map(|_| Arc::new(SharedCounters::default()))
                 .collect(),
             publisher: None,
         })
-    }
-
-    fn push_ports(&self) {
-        for c in &self.classifiers {
-            if let Err(e) = c.set_settings(&self.settings).and(c.set_ports(&self.kinds)) {
-                tracing::warn!(error = %e, "updating the XDP program");
-            }
-        }
     }
 
     /// Reads the per-CPU counters as the pipeline's `Counters`, one per CPU.
@@ -144,7 +108,7 @@ impl Backend for XdpBackend {
     }
 
     fn remember_kernel_answers(&mut self, conntrack: bool) {
-        self.flow_cache = Some(conntrack);
+        self.classifiers.remember_kernel_answers(conntrack);
     }
 
     fn forget_kernel_answers(&self) {
@@ -161,53 +125,25 @@ impl Backend for XdpBackend {
         vtep_ifindex: u32,
     ) -> Result<(), BackendError> {
         tracing::info!(interfaces = plan.ports.len(), "loading the XDP fast path");
-        self.settings.vtep_ifindex = vtep_ifindex;
-        let mut ownership = Ownership::for_mode(plan.dataplane.mode);
-        ownership.flow_cache = self.flow_cache.is_some();
-        ownership.flow_cache_conntrack = self.flow_cache == Some(true);
-        ownership.forward = true;
-        let owned_routes = peer_subnets(plan);
-        let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
-        self.kinds = plan
-            .ports
-            .iter()
-            .zip(&self.ifaces)
-            .map(|(p, i)| {
-                let kind = match p.role {
-                    PortRole::Uplink => PortKind::Uplink,
-                    _ => PortKind::Pod,
-                };
-                (i.index, kind)
-            })
-            .collect();
-        if vtep_ifindex != 0 {
-            self.kinds.push((vtep_ifindex, PortKind::Vtep));
-        }
         // Egress ports first: a route is only followed to a port with a devmap entry.
         let egress: Vec<(crate::nexthop::PortId, u32)> = plan
             .ports
             .iter()
-            .zip(&self.ifaces)
-            .map(|(p, i)| (p.id, i.index))
+            .zip(&self.ports.ifindex)
+            .map(|(p, i)| (p.id, *i))
             .collect();
         self.fast.set_ports(&egress)?;
-        for port in &plan.ports {
-            let role = Role::from_port_role(port.role).ok_or_else(|| BackendError::Interface {
-                name: port.name.clone(),
-                why: "a TUN device cannot carry an XDP program".into(),
+        // The programs forward what they own themselves, from the fast path's maps.
+        let mut ownership = self.classifiers.ownership(plan);
+        ownership.forward = true;
+        let fast = &self.fast;
+        self.classifiers
+            .load(plan, vtep_ifindex, &ownership, |iface, role, settings| {
+                Classifier::load_fast_path(iface, role, settings, fast)
             })?;
-            let c = Classifier::load_fast_path(&port.name, role, &self.settings, &self.fast)?;
-            c.set_ownership(&ownership)?;
-            c.set_routes(&owned_routes)?;
-            c.set_vteps(&peer_ips)?;
-            c.set_ports(&self.kinds)?;
-            self.classifiers.push(c);
-        }
         // Until the FIB is copied (`fib_changed`, right after this) the maps are empty
         // and every owned frame goes to the kernel.
-        for (c, port) in self.classifiers.iter_mut().zip(&plan.ports) {
-            attach(c, &port.name, plan.dataplane.xdp_mode)?;
-        }
+        self.classifiers.attach(plan.dataplane.xdp_mode)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (fast, per_cpu, flag) = (self.fast.clone(), self.per_cpu.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -242,22 +178,11 @@ impl Backend for XdpBackend {
     }
 
     fn apply_routes(&mut self, plan: &Plan) -> Result<(), BackendError> {
-        let owned_routes = peer_subnets(plan);
-        let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
-        for c in &self.classifiers {
-            c.set_routes(&owned_routes)?;
-            c.set_vteps(&peer_ips)?;
-        }
-        Ok(())
+        self.classifiers.apply_routes(plan)
     }
 
     fn vtep_changed(&mut self, vtep_ifindex: u32) {
-        self.settings.vtep_ifindex = vtep_ifindex;
-        self.kinds.retain(|(_, k)| *k != PortKind::Vtep);
-        if vtep_ifindex != 0 {
-            self.kinds.push((vtep_ifindex, PortKind::Vtep));
-        }
-        self.push_ports();
+        self.classifiers.vtep_changed(vtep_ifindex);
     }
 
     fn trace_into(&mut self, _hub: crate::trace::TraceHub) {
@@ -280,14 +205,8 @@ impl Backend for XdpBackend {
     }
 
     fn stats(&self, uptime: Duration) -> StatsReply {
-        let mut reply = StatsReply::new(uptime, &self.worker_counters());
-        for c in &self.classifiers {
-            if let Ok(st) = c.stats() {
-                let named = st.iter().map(|(s, v)| (s.name().to_string(), v));
-                reply = reply.with_classifier(c.iface(), named);
-            }
-        }
-        reply
+        self.classifiers
+            .report(StatsReply::new(uptime, &self.worker_counters()))
     }
 
     fn worker_counters(&self) -> Vec<(usize, Counters)> {
@@ -311,22 +230,5 @@ impl Backend for XdpBackend {
         // Detach (fail-open to the kernel path).
         drop(this.classifiers);
         (total, Ok(()))
-    }
-}
-
-/// Attaches a program, falling back from native to generic XDP with a warning.
-fn attach(c: &mut Classifier, name: &str, mode: XdpMode) -> Result<(), BackendError> {
-    match (mode, c.attach(mode)) {
-        (_, Ok(())) => Ok(()),
-        (XdpMode::Native, Err(e)) => {
-            tracing::warn!(
-                interface = name,
-                error = %e,
-                "native XDP failed; using generic XDP (slower)"
-            );
-            c.attach(XdpMode::Generic)?;
-            Ok(())
-        }
-        (_, Err(e)) => Err(e.into()),
     }
 }

@@ -1,11 +1,13 @@
 //! Compiles the bench's reference forwarders (`bpf/xdp_limit.bpf.c`: `xdp_limit` and
 //! `xsk_limit`, see limit.rs) with clang into `OUT_DIR`, as podfwd's build.rs does for its
-//! classifier. Needs clang and the libbpf headers (`tools/setup.sh`); `CLANG` overrides
-//! the compiler.
+//! classifier (the same flags: `bpf/clang.rs` at the top). Needs clang and the libbpf
+//! headers (`tools/setup.sh`); `CLANG` overrides the compiler.
 
 use std::env;
-use std::path::{Path, PathBuf};
-use std::process::{exit, Command};
+use std::path::PathBuf;
+use std::process::exit;
+
+include!("../../bpf/clang.rs");
 
 const SRC: &str = "bpf/xdp_limit.bpf.c";
 const OBJ: &str = "xdp_limit.bpf.o";
@@ -15,21 +17,7 @@ fn main() {
     println!("cargo:rerun-if-changed={SRC}");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
-    // The BPF target's byte order must be the one the loading machine runs.
-    let target = match env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() {
-        Ok("big") => "bpfeb",
-        _ => "bpfel",
-    };
-    let mut cmd = Command::new(&clang);
-    cmd.args(["-O2", "-g", "-target", target])
-        .args(["-Wall", "-Wextra", "-Werror"]);
-    // <linux/types.h> includes <asm/types.h>, which Debian keeps under the multiarch
-    // directory; -target bpf does not search it.
-    if let Some(dir) = multiarch_include(&env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default()) {
-        cmd.arg("-idirafter").arg(dir);
-    }
-    cmd.args(["-c", SRC, "-o"]).arg(out_dir.join(OBJ));
-    let output = match cmd.output() {
+    let output = match bpf_clang(&clang, SRC, &out_dir.join(OBJ)).output() {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
@@ -47,20 +35,4 @@ fn main() {
         );
         exit(1);
     }
-}
-
-fn multiarch_include(arch: &str) -> Option<PathBuf> {
-    let triple = match arch {
-        "x86_64" => "x86_64-linux-gnu",
-        "aarch64" => "aarch64-linux-gnu",
-        "x86" => "i386-linux-gnu",
-        "arm" => "arm-linux-gnueabihf",
-        "riscv64" => "riscv64-linux-gnu",
-        "s390x" => "s390x-linux-gnu",
-        "powerpc64" => "powerpc64le-linux-gnu",
-        "loongarch64" => "loongarch64-linux-gnu",
-        _ => return None,
-    };
-    let dir = Path::new("/usr/include").join(triple);
-    dir.join("asm").is_dir().then_some(dir)
 }

@@ -284,19 +284,8 @@ pub fn run_afxdp(spec: &LimitSpec, stop: &AtomicBool) -> Result<AfXdpTotals, Str
             out.stage.clear();
             if sent > 0 {
                 // podfwd's kick loop: copy mode sends at most 32 frames per kick.
-                let mut kicks = 0;
-                while out.tx.needs_wakeup() && kicks < 16 {
-                    let before = out.tx.nb_free_exact();
-                    out.tx
-                        .wakeup()
-                        .map_err(|e| format!("tx kick on {}: {e}", spec.ifaces[1 - q]))?;
-                    kicks += 1;
-                    let after = out.tx.nb_free_exact();
-                    if after >= d.tx_ring_size || after == before {
-                        break;
-                    }
-                }
-                totals.kicks += kicks;
+                totals.kicks += podfwd::backend::afxdp::kick_tx(&mut out.tx, d.tx_ring_size)
+                    .map_err(|e| format!("tx kick on {}: {e}", spec.ifaces[1 - q]))?;
             }
         }
         if work > 0 {

@@ -3,6 +3,8 @@
 //! configured core runs the pipeline over them. Everything else goes to the kernel's
 //! slow path, which the control plane programs as flanneld would.
 //!
+//! - [`classifiers`]: the per-port XDP programs and what they share (also the `xdp`
+//!   backend's).
 //! - [`sockets`]: the UMEM and the AF_XDP sockets of one worker.
 //! - [`worker`]: the per-core loop.
 //! - [`xdp`]: the classifier (embedded object, map ABI, attach, stats).
@@ -10,40 +12,34 @@
 //! The classifiers are attached through bpf_links, so even a SIGKILLed instance leaves
 //! the node on the kernel path.
 
+pub mod classifiers;
 pub mod sockets;
 pub mod worker;
 pub mod xdp;
 
+pub use classifiers::{Classifiers, Program};
 pub use sockets::{AfXdpError, QueueBinding, SocketSettings, WorkerSockets, FRAME_SIZE};
-pub use worker::{Misses, Worker};
+pub use worker::{kick_tx, Misses, Worker};
 
 use super::{Backend, BackendError, Ports, Workers};
-use crate::config::{Backend as BackendKind, XdpMode};
+use crate::config::Backend as BackendKind;
 use crate::control::StatsReply;
 use crate::counters::{Counters, SharedCounters};
 use crate::handoff::Handoff;
-use crate::netlink::{self, Interface};
-use crate::pipeline::{Fib, NodeParams, Pipeline, PortInfo};
-use crate::plan::{Plan, PortRole};
+use crate::pipeline::{Fib, NodeParams, Pipeline};
+use crate::plan::Plan;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
-use xdp::{peer_subnets, Classifier, Ownership, PortKind, Role, Settings};
+use xdp::Classifier;
 
 /// The AF_XDP data path of one node.
 pub struct AfXdp {
     ports: Ports,
-    ifaces: Vec<Interface>,
-    settings: Settings,
-    /// The `ports` map of every classifier: the served interfaces and the VTEP.
-    kinds: Vec<(u32, PortKind)>,
-    classifiers: Vec<Classifier>,
+    classifiers: Classifiers,
     workers: Workers,
     /// Per worker (same order): its misses ring and how far it was read.
     misses: Vec<(Arc<Misses>, usize)>,
-    /// The classifiers' flow cache: off, FIB answers, or FIB and conntrack answers
-    /// ([`Backend::remember_kernel_answers`]).
-    flow_cache: Option<bool>,
     /// Where the workers' tracers come from ([`Backend::trace_into`]).
     trace: Option<crate::trace::TraceHub>,
 }
@@ -51,10 +47,8 @@ pub struct AfXdp {
 impl AfXdp {
     /// Resolves the plan's interfaces (in port order) and checks their queues.
     pub fn open(plan: &Plan) -> Result<AfXdp, BackendError> {
-        let mut ifaces: Vec<Interface> = Vec::with_capacity(plan.ports.len());
-        for port in &plan.ports {
-            let i = netlink::interface(&port.name)?;
-            let queues = u32::from(plan.dataplane.queues);
+        let queues = u32::from(plan.dataplane.queues);
+        let classifiers = Classifiers::open(plan, Program::Classifier, |port, i| {
             if i.num_rx_queues < queues {
                 return Err(BackendError::Interface {
                     name: port.name.clone(),
@@ -64,42 +58,15 @@ impl AfXdp {
                     ),
                 });
             }
-            if !i.up {
-                tracing::warn!(interface = %port.name, "interface is down");
-            }
-            ifaces.push(i);
-        }
-        let ports = Ports {
-            info: ifaces
-                .iter()
-                .map(|i| PortInfo {
-                    mac: i.mac,
-                    mtu: u16::try_from(i.mtu).unwrap_or(u16::MAX),
-                })
-                .collect(),
-            ifindex: ifaces.iter().map(|i| i.index).collect(),
-            kernel_sends_vxlan: false,
-        };
+            Ok(())
+        })?;
         Ok(AfXdp {
-            ports,
-            ifaces,
-            settings: Settings::from_plan(plan),
-            kinds: Vec::new(),
-            classifiers: Vec::new(),
-            flow_cache: None,
+            ports: classifiers.ports(),
+            classifiers,
             trace: None,
             workers: Workers::default(),
             misses: Vec::new(),
         })
-    }
-
-    /// Writes the node settings and the `ports` map into every classifier.
-    fn push_ports(&self) {
-        for c in &self.classifiers {
-            if let Err(e) = c.set_settings(&self.settings).and(c.set_ports(&self.kinds)) {
-                tracing::warn!(error = %e, "updating the classifier");
-            }
-        }
     }
 }
 
@@ -117,7 +84,7 @@ impl Backend for AfXdp {
     }
 
     fn remember_kernel_answers(&mut self, conntrack: bool) {
-        self.flow_cache = Some(conntrack);
+        self.classifiers.remember_kernel_answers(conntrack);
     }
 
     fn forget_kernel_answers(&self) {
@@ -143,40 +110,11 @@ impl Backend for AfXdp {
         // A hand-off device takes what turns out exceptional in a worker.
         let handoff = Arc::new(Handoff::open()?);
 
-        // Classifiers (loaded, configured, not yet attached).
-        self.settings.vtep_ifindex = vtep_ifindex;
-        let mut ownership = Ownership::for_mode(plan.dataplane.mode);
-        ownership.flow_cache = self.flow_cache.is_some();
-        ownership.flow_cache_conntrack = self.flow_cache == Some(true);
-        let owned_routes = peer_subnets(plan);
-        let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
-        self.kinds = plan
-            .ports
-            .iter()
-            .zip(&self.ifaces)
-            .map(|(p, i)| {
-                let kind = match p.role {
-                    PortRole::Uplink => PortKind::Uplink,
-                    _ => PortKind::Pod,
-                };
-                (i.index, kind)
-            })
-            .collect();
-        if vtep_ifindex != 0 {
-            self.kinds.push((vtep_ifindex, PortKind::Vtep));
-        }
-        for port in &plan.ports {
-            let role = Role::from_port_role(port.role).ok_or_else(|| BackendError::Interface {
-                name: port.name.clone(),
-                why: "a TUN device cannot carry an XDP classifier".into(),
-            })?;
-            let c = Classifier::load(&port.name, role, &self.settings)?;
-            c.set_ownership(&ownership)?;
-            c.set_routes(&owned_routes)?;
-            c.set_vteps(&peer_ips)?;
-            c.set_ports(&self.kinds)?;
-            self.classifiers.push(c);
-        }
+        // Classifiers (loaded, configured, not yet attached): they redirect what they
+        // own to the sockets registered below.
+        let ownership = self.classifiers.ownership(plan);
+        self.classifiers
+            .load(plan, vtep_ifindex, &ownership, Classifier::load)?;
 
         // Workers: queue q of every interface goes to worker q % workers.
         let cores = plan.dataplane.cores.clone();
@@ -220,16 +158,16 @@ impl Backend for AfXdp {
             }
             let sockets = WorkerSockets::new(sock_settings, &bindings)?;
             for ((port, fd), b) in sockets.fds().into_iter().zip(&bindings) {
-                self.classifiers[usize::from(port)].register_socket(b.queue, fd)?;
+                self.classifiers
+                    .of_port(port)
+                    .register_socket(b.queue, fd)?;
             }
             worker_sockets.push(sockets);
         }
 
         tracing::info!(workers = cores.len(), "AF_XDP workers ready; attaching");
         // Attach: from here on podfwd owns the traffic the classifiers select.
-        for (c, port) in self.classifiers.iter_mut().zip(&plan.ports) {
-            attach(c, &port.name, dp.xdp_mode)?;
-        }
+        self.classifiers.attach(dp.xdp_mode)?;
 
         for (sockets, core) in worker_sockets.into_iter().zip(cores.iter().copied()) {
             let shared = Arc::new(SharedCounters::default());
@@ -257,24 +195,11 @@ impl Backend for AfXdp {
     }
 
     fn apply_routes(&mut self, plan: &Plan) -> Result<(), BackendError> {
-        let owned_routes = peer_subnets(plan);
-        let peer_ips: Vec<Ipv4Addr> = plan.peers.iter().map(|p| p.node_ip).collect();
-        for c in &self.classifiers {
-            c.set_routes(&owned_routes)?;
-            c.set_vteps(&peer_ips)?;
-        }
-        Ok(())
+        self.classifiers.apply_routes(plan)
     }
 
     fn vtep_changed(&mut self, vtep_ifindex: u32) {
-        // The classifiers look decapsulated packets up on the new device, and own routes
-        // to it.
-        self.settings.vtep_ifindex = vtep_ifindex;
-        self.kinds.retain(|(_, k)| *k != PortKind::Vtep);
-        if vtep_ifindex != 0 {
-            self.kinds.push((vtep_ifindex, PortKind::Vtep));
-        }
-        self.push_ports();
+        self.classifiers.vtep_changed(vtep_ifindex);
     }
 
     fn drain_misses(&mut self, out: &mut Vec<Ipv4Addr>) {
@@ -286,14 +211,8 @@ impl Backend for AfXdp {
     }
 
     fn stats(&self, uptime: Duration) -> StatsReply {
-        let mut reply = StatsReply::new(uptime, &self.workers.counters());
-        for c in &self.classifiers {
-            if let Ok(st) = c.stats() {
-                let named = st.iter().map(|(s, v)| (s.name().to_string(), v));
-                reply = reply.with_classifier(c.iface(), named);
-            }
-        }
-        reply
+        self.classifiers
+            .report(StatsReply::new(uptime, &self.workers.counters()))
     }
 
     fn worker_counters(&self) -> Vec<(usize, Counters)> {
@@ -318,22 +237,5 @@ impl Backend for AfXdp {
         let out = this.workers.stop();
         drop(this.classifiers);
         out
-    }
-}
-
-/// Attaches a classifier, falling back from native to generic XDP with a warning.
-fn attach(c: &mut Classifier, name: &str, mode: XdpMode) -> Result<(), BackendError> {
-    match (mode, c.attach(mode)) {
-        (_, Ok(())) => Ok(()),
-        (XdpMode::Native, Err(e)) => {
-            tracing::warn!(
-                interface = name,
-                error = %e,
-                "native XDP failed; using generic XDP (slower)"
-            );
-            c.attach(XdpMode::Generic)?;
-            Ok(())
-        }
-        (_, Err(e)) => Err(e.into()),
     }
 }

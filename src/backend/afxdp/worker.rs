@@ -14,7 +14,7 @@ use crate::pipeline::{Packet, Pipeline, Verdict};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use xsk_rs::FrameDesc;
+use xsk_rs::{FrameDesc, TxQueue};
 /// Destinations a worker could not forward because their MAC is unknown (local pods
 /// nobody has resolved yet), for the control thread to resolve. A lossy single-producer
 /// ring: the worker overwrites the oldest entry, the control thread reads what is new.
@@ -321,25 +321,32 @@ impl Worker {
             }
             pq.stage.clear();
             if sent > 0 {
-                // In copy mode one kick sends at most 32 frames (the kernel's
-                // TX_BATCH_SIZE in __xsk_generic_xmit): kick until the ring is drained,
-                // or the kernel stops taking frames (veth back-pressure), or 16 kicks.
-                let ring = s.settings.tx_ring_size;
-                let mut kicks = 0;
-                while pq.tx.needs_wakeup() && kicks < 16 {
-                    let before = pq.tx.nb_free_exact();
-                    pq.tx.wakeup()?;
-                    kicks += 1;
-                    let after = pq.tx.nb_free_exact();
-                    if after >= ring || after == before {
-                        break;
-                    }
-                }
-                self.counters.wakeups += kicks;
+                self.counters.wakeups += kick_tx(&mut pq.tx, s.settings.tx_ring_size)?;
             }
         }
         Ok(n)
     }
+}
+
+/// Kicks the kernel to send what the tx ring `tx` (of `ring_size` slots) holds; returns
+/// the kicks (`sendto`) made. In copy mode one kick sends at most 32 frames (the kernel's
+/// TX_BATCH_SIZE in __xsk_generic_xmit): it kicks until the ring is drained, or the kernel
+/// stops taking frames (veth back-pressure), or 16 kicks. Public for the bench's bare
+/// forwarder (tools/bench/limit.rs), which must kick as the worker does.
+// Always inlined: the worker's per-batch tx path stays as it was, inside its loop.
+#[inline(always)]
+pub fn kick_tx(tx: &mut TxQueue, ring_size: u32) -> io::Result<u64> {
+    let mut kicks = 0;
+    while tx.needs_wakeup() && kicks < 16 {
+        let before = tx.nb_free_exact();
+        tx.wakeup()?;
+        kicks += 1;
+        let after = tx.nb_free_exact();
+        if after >= ring_size || after == before {
+            break;
+        }
+    }
+    Ok(kicks)
 }
 
 /// Hands the IPv4 packet of `pkt` (an Ethernet frame; the inner one after decap) to
