@@ -183,19 +183,24 @@ impl StatsReply {
 }
 
 /// One interface's classifier counters (by name, as in [`StatsReply::classifier`]) split
-/// into frames given to podfwd's workers (`redirected`) and frames the kernel got (every
-/// `pass_*`, and owned frames without a socket, `no_socket`): what
-/// `crate::backend::afxdp::xdp::ClassifierStats::to_kernel` computes from the map itself.
+/// into frames podfwd kept (every `owned_*` frame but those owned without a socket,
+/// `no_socket`) and frames the kernel got (every `pass_*`, and `no_socket`). Under the
+/// afxdp backend the kept frames are the ones redirected to the workers (`redirected`);
+/// under the xdp backend, where no socket is registered, the ones the program finished
+/// itself (forwarded, encapsulated, decapsulated or dropped with a reason), its
+/// fallbacks counted in `no_socket`.
 pub fn classifier_split(counters: &BTreeMap<String, u64>) -> (u64, u64) {
-    let mut split = (0, 0);
+    let (mut owned, mut no_socket, mut passed) = (0u64, 0u64, 0u64);
     for (k, v) in counters {
-        if k == "redirected" {
-            split.0 += v;
-        } else if k == "no_socket" || k.starts_with("pass_") {
-            split.1 += v;
+        if k.starts_with("owned_") {
+            owned += v;
+        } else if k == "no_socket" {
+            no_socket += v;
+        } else if k.starts_with("pass_") {
+            passed += v;
         }
     }
-    split
+    (owned.saturating_sub(no_socket), passed + no_socket)
 }
 
 /// Errors of the control socket.
@@ -358,7 +363,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifier_split_counts_redirects_against_passes_and_socketless_owns() {
+    fn classifier_split_counts_what_podfwd_kept_against_passes_and_socketless_owns() {
         let c: BTreeMap<String, u64> = [
             ("redirected", 90),
             ("no_socket", 2),
@@ -370,6 +375,19 @@ mod tests {
         .map(|(k, v)| (k.to_string(), *v))
         .collect();
         assert_eq!(classifier_split(&c), (90, 10));
+        // The xdp backend: no socket, the program finished 96 owned frames itself and
+        // handed 4 to the kernel.
+        let c: BTreeMap<String, u64> = [
+            ("redirected", 0),
+            ("no_socket", 4),
+            ("owned_route", 60),
+            ("owned_vxlan", 40),
+            ("pass_local", 6),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+        assert_eq!(classifier_split(&c), (96, 10));
     }
     use crate::counters::DropReason;
 

@@ -1311,8 +1311,9 @@ impl Bench {
                 .podfwd_pid(0)
                 .and_then(|_| self.c.stats(0).ok())
                 .map(|s| {
-                    // The classifier's split over node A's interfaces: frames to podfwd's
-                    // workers and frames to the kernel (AF_XDP scenarios).
+                    // The classifier's split over node A's interfaces: frames podfwd kept
+                    // (to the workers, or finished by the xdp program) and frames to the
+                    // kernel.
                     let mut total = s.total;
                     if !s.classifier.is_empty() {
                         let (mut fast, mut slow) = (0, 0);

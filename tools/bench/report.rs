@@ -169,8 +169,9 @@ impl RunSample {
     }
 }
 
-/// The share of node A's frames its XDP classifier gave podfwd's workers (the rest went
-/// to the kernel's slow path), from the `xdp_*` counters over a run; `None` without them
+/// The share of node A's frames podfwd kept: its XDP classifier gave them to the workers
+/// (afxdp) or the program finished them (xdp); the rest went to the kernel's slow path.
+/// From the `xdp_*` counters over a run (`classifier_split`); `None` without them
 /// (kernel and TUN scenarios) or without frames.
 pub fn fast_path_share(podfwd: &BTreeMap<String, u64>) -> Option<f64> {
     let fast = *podfwd.get("xdp_redirected")?;
