@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Forwarding benchmark over veth: podfwd (AF_XDP, XDP, TUN) against the kernel and the
 # reference limits, in namespaces.
-#   sudo tools/bench.sh                 # the full run (about 1 h 45 min on 2 CPUs): every
+#   sudo tools/bench.sh                 # the full run (estimated 1.5-1.75 h on 2 CPUs): every
 #                                       # scenario and workload under the default set-up,
 #                                       # and udp-64B of every scenario under the six other
 #                                       # set-ups, 5 interleaved rounds x 5 s; that is

@@ -8,9 +8,10 @@
 //! - `tcp`: per TCP workload, Gbit/s at the receiver and Gbit/s per busy forwarding core.
 //! - `latency`: round-trip p50, p99 and p99.9 in microseconds.
 //! - `setups` (runs with several set-ups, `--setups`): per UDP workload, bars grouped by
-//!   set-up, one per scenario: the kernel baselines' Mpps per busy core, every other
-//!   scenario's ratio to the kernel of the same set-up, and podfwd's fraction of its
-//!   limit of the same set-up. The three charts above then show the first set-up.
+//!   set-up, one per scenario: the kernel baselines' Mpps, every other scenario's ratio
+//!   to the kernel of the same set-up, and podfwd's fraction of its limit of the same
+//!   set-up, per busy core and per task core. The three charts above then show the
+//!   first set-up.
 //!
 //! Text is drawn with ab_glyph from a TrueType file loaded at start ([`load_font`]), so
 //! the build needs no fontconfig/freetype; the font comes from Debian's
@@ -312,37 +313,45 @@ fn setups(path: &Path, records: &[Record]) -> Result<bool, String> {
             }
             out
         };
-        panels.push(Grouped {
-            title: format!("{wl}: the kernel's Mpps per busy core, per set-up"),
-            y_desc: "Mpps / core",
-            groups: groups.clone(),
-            series: series(
-                &|r| {
-                    (r.backend == "kernel")
-                        .then(|| r.stats.get("pps_per_core"))
-                        .flatten()
-                },
-                1e-6,
-            ),
-            decimals: 3,
-            reference: None,
-        });
-        panels.push(Grouped {
-            title: format!("{wl}: per busy core, ratio to the kernel of the same set-up"),
-            y_desc: "x kernel",
-            groups: groups.clone(),
-            series: series(&|r| r.vs_baseline.get("ratio_pps_per_core"), 1.0),
-            decimals: 2,
-            reference: Some(1.0),
-        });
-        panels.push(Grouped {
-            title: format!("{wl}: per busy core, fraction of its own limit in the same set-up"),
-            y_desc: "x limit",
-            groups: groups.clone(),
-            series: series(&|r| r.vs_limit.get("ratio_pps_per_core"), 1.0),
-            decimals: 2,
-            reference: Some(1.0),
-        });
+        // Per busy core (the metric) and per task core (blind to other load on
+        // the forwarding CPU, the one to compare across set-ups on a shared machine).
+        for (metric, per) in [
+            ("pps_per_core", "per busy core"),
+            ("pps_per_task_core", "per task core"),
+        ] {
+            let ratio = format!("ratio_{metric}");
+            panels.push(Grouped {
+                title: format!("{wl}: the kernel's Mpps {per}, per set-up"),
+                y_desc: "Mpps / core",
+                groups: groups.clone(),
+                series: series(
+                    &|r| {
+                        (r.backend == "kernel")
+                            .then(|| r.stats.get(metric))
+                            .flatten()
+                    },
+                    1e-6,
+                ),
+                decimals: 3,
+                reference: None,
+            });
+            panels.push(Grouped {
+                title: format!("{wl}: {per}, ratio to the kernel of the same set-up"),
+                y_desc: "x kernel",
+                groups: groups.clone(),
+                series: series(&|r| r.vs_baseline.get(&ratio), 1.0),
+                decimals: 2,
+                reference: Some(1.0),
+            });
+            panels.push(Grouped {
+                title: format!("{wl}: {per}, fraction of its own limit in the same set-up"),
+                y_desc: "x limit",
+                groups: groups.clone(),
+                series: series(&|r| r.vs_limit.get(&ratio), 1.0),
+                decimals: 2,
+                reference: Some(1.0),
+            });
+        }
     }
     let panels: Vec<&Grouped> = panels.iter().filter(|p| !p.series.is_empty()).collect();
     if panels.is_empty() {
