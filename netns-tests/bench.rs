@@ -5,12 +5,20 @@
 //! it, and the JSON, Markdown and PNG files must be well-formed. The limit scenarios (the
 //! reference forwarders, UDP only) must have forwarded too, and every AF_XDP figure must
 //! come as a fraction of its limit. No speed is asserted (CI machines vary). About 2.5
-//! minutes on 2 CPUs.
+//! minutes on 2 CPUs. A second test runs a tiny set-up sweep (`--setups default,uplink`,
+//! kernel-host-gw, afxdp-host-gw and afxdp-limit, udp-64B; about 25 s): every record
+//! names its set-up, ratios are taken within it, and the report and chart show the
+//! set-ups side by side.
 
 use crate::harness::skip_unless_root;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// The bench tests build the same `pfx-bench-*` namespaces and pin the same CPUs: one at
+/// a time, also when the test harness runs tests in parallel.
+static ONE_BENCH: Mutex<()> = Mutex::new(());
 
 const SCENARIOS: [&str; 15] = [
     "kernel-host-gw",
@@ -45,6 +53,7 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
         crate::harness::print_skip("the bench needs 2 CPUs");
         return;
     }
+    let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = std::env::temp_dir().join(format!("podfwd-bench-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out_dir);
     let bench = bench_exe();
@@ -72,6 +81,121 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
         .filter(|e| e.file_name().to_string_lossy().starts_with("bench-"))
         .count();
     assert_eq!(stamped, 5, "bench-<time>.json, .md and three .png");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn bench_setup_sweep_shows_the_setups_side_by_side_with_ratios_within_each() {
+    skip_unless_root!();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        crate::harness::print_skip("the bench needs 2 CPUs");
+        return;
+    }
+    let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir =
+        std::env::temp_dir().join(format!("podfwd-bench-sweep-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let (setups, scenarios) = (
+        ["default", "uplink"],
+        ["kernel-host-gw", "afxdp-host-gw", "afxdp-limit"],
+    );
+    let out = Command::new(bench_exe())
+        .args([
+            "run",
+            "--quick",
+            "--setups",
+            &setups.join(","),
+            "--scenarios",
+            &scenarios.join(","),
+            "--workloads",
+            "udp-64B",
+            "--podfwd",
+            env!("CARGO_BIN_EXE_podfwd"),
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .expect("run podfwd-bench");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "podfwd-bench failed:\n{log}");
+    let json = std::fs::read_to_string(out_dir.join("latest.json")).expect("latest.json");
+    let v: Value = serde_json::from_str(&json).expect("latest.json parses");
+    let records = v.as_array().expect("an array of records");
+    let got: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["setup"].as_str().unwrap(),
+                r["scenario"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str)> = setups
+        .iter()
+        .flat_map(|s| scenarios.iter().map(move |c| (*s, *c)))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "one record per set-up and scenario, set-up first"
+    );
+    for r in records {
+        let (st, sc) = (
+            r["setup"].as_str().unwrap(),
+            r["scenario"].as_str().unwrap(),
+        );
+        let what = format!("{st} {sc}");
+        assert_eq!(r["settings"]["setup"]["name"].as_str(), Some(st), "{what}");
+        assert_eq!(
+            r["settings"]["setup"]["qdisc"].as_str(),
+            Some(if st == "uplink" { "uplink" } else { "pfifo" }),
+            "{what}"
+        );
+        assert_eq!(r["settings"]["setups"], serde_json::json!(setups), "{what}");
+        let run = &r["runs"][0];
+        assert!(
+            run["received"].as_f64().is_some_and(|x| x > 0.0),
+            "{what} forwarded nothing\n{log}"
+        );
+        if sc.starts_with("kernel-") {
+            assert!(r.get("baseline").is_none(), "{what}");
+            continue;
+        }
+        assert_eq!(r["baseline"].as_str(), Some("kernel-host-gw"), "{what}");
+        assert!(
+            r["vs_baseline"]["ratio_pps_per_core"]["median"].is_number(),
+            "{what}"
+        );
+        if sc == "afxdp-host-gw" {
+            assert_eq!(r["limit"].as_str(), Some("afxdp-limit"), "{what}");
+            assert!(r["vs_limit"]["ratio_pps_per_core"]["median"].is_number());
+            assert!(
+                run["podfwd"]["forwarded"].as_u64().is_some_and(|x| x > 0),
+                "{what}: podfwd forwarded nothing"
+            );
+        }
+    }
+    let md = std::fs::read_to_string(out_dir.join("latest.md")).expect("latest.md");
+    assert!(md.contains("### Set-ups side by side"), "{md}");
+    assert!(
+        md.contains(
+            "#### udp-64B: Mpps per busy core, per set-up\n\n| scenario | default | uplink |"
+        ),
+        "{md}"
+    );
+    let row = |sc: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {sc} | ")) && l.matches(" | ").count() == 2)
+            .unwrap_or_else(|| panic!("no set-ups row for {sc}:\n{md}"))
+            .to_string()
+    };
+    assert!(row("kernel-host-gw").ends_with("x default) |"), "{md}");
+    assert_eq!(row("afxdp-host-gw").matches("x k, ").count(), 2, "{md}");
+    assert_eq!(row("afxdp-host-gw").matches("x lim)").count(), 2, "{md}");
+    for st in setups {
+        assert!(md.contains(&format!("### Set-up `{st}`")), "{md}");
+    }
+    check_png(&out_dir.join("latest-setups.png"));
+    check_png(&out_dir.join("latest-udp.png"));
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 

@@ -7,6 +7,11 @@
 //!   own limit.
 //! - `tcp`: per TCP workload, Gbit/s at the receiver and Gbit/s per busy forwarding core.
 //! - `latency`: round-trip p50, p99 and p99.9 in microseconds.
+//! - `setups` (runs with several set-ups, `--setups`): per UDP workload, bars grouped by
+//!   set-up, one per scenario: the kernel baselines' Mpps, every other scenario's ratio
+//!   to the kernel of the same set-up, and podfwd's fraction of its limit of the same
+//!   set-up, per busy core and per task core. The three charts above then show the
+//!   first set-up.
 //!
 //! Text is drawn with ab_glyph from a TrueType file loaded at start ([`load_font`]), so
 //! the build needs no fontconfig/freetype; the font comes from Debian's
@@ -57,7 +62,12 @@ pub fn load_font(path: Option<&Path>) -> Result<(), String> {
 type ChartFn = fn(&Path, &[Record]) -> Result<bool, String>;
 
 /// The charts: file name suffix, and a function that writes it (false: nothing to draw).
-pub const CHARTS: [(&str, ChartFn); 3] = [("udp", udp), ("tcp", tcp), ("latency", latency)];
+pub const CHARTS: [(&str, ChartFn); 4] = [
+    ("udp", udp),
+    ("tcp", tcp),
+    ("latency", latency),
+    ("setups", setups),
+];
 
 /// One bar.
 struct Bar {
@@ -76,6 +86,7 @@ struct Panel {
 fn color(r: &Record) -> RGBColor {
     match r.backend {
         "afxdp" => RGBColor(214, 39, 40),
+        "xdp" => RGBColor(255, 127, 14),
         "tun" => RGBColor(44, 160, 44),
         "afxdp-limit" => RGBColor(127, 127, 127),
         "xdp-limit" => RGBColor(148, 103, 189),
@@ -106,10 +117,14 @@ fn bars_of(records: &[&Record], of: impl Fn(&Record) -> Option<&Stat>, scale: f6
         .collect()
 }
 
-/// The distinct workloads of `kind`, in record order.
+/// The distinct workloads of `kind`, in record order, of the first set-up.
 fn workloads<'a>(records: &'a [Record], kind: &str) -> Vec<Vec<&'a Record>> {
+    let first = records.first().map(|r| r.setup.as_str());
     let mut out: Vec<Vec<&Record>> = Vec::new();
-    for r in records.iter().filter(|r| r.kind == kind) {
+    for r in records
+        .iter()
+        .filter(|r| r.kind == kind && Some(r.setup.as_str()) == first)
+    {
         match out.iter_mut().find(|g| g[0].workload == r.workload) {
             Some(g) => g.push(r),
             None => out.push(vec![r]),
@@ -118,10 +133,19 @@ fn workloads<'a>(records: &'a [Record], kind: &str) -> Vec<Vec<&'a Record>> {
     out
 }
 
+/// `wl`, and its set-up when the run had several.
+fn name(records: &[Record], g: &[&Record]) -> String {
+    if records.iter().any(|r| r.setup != g[0].setup) {
+        format!("{} (set-up {})", g[0].workload, g[0].setup)
+    } else {
+        g[0].workload.clone()
+    }
+}
+
 fn udp(path: &Path, records: &[Record]) -> Result<bool, String> {
     let mut panels = Vec::new();
     for g in workloads(records, "udp") {
-        let wl = &g[0].workload;
+        let wl = &name(records, &g);
         panels.push(Panel {
             title: format!("{wl}: forwarded Mpps at the sink"),
             y_desc: "Mpps",
@@ -164,7 +188,7 @@ fn udp(path: &Path, records: &[Record]) -> Result<bool, String> {
 fn tcp(path: &Path, records: &[Record]) -> Result<bool, String> {
     let mut panels = Vec::new();
     for g in workloads(records, "tcp") {
-        let wl = &g[0].workload;
+        let wl = &name(records, &g);
         panels.push(Panel {
             title: format!("{wl}: iperf3 Gbit/s at the receiver"),
             y_desc: "Gbit/s",
@@ -185,9 +209,10 @@ fn tcp(path: &Path, records: &[Record]) -> Result<bool, String> {
 fn latency(path: &Path, records: &[Record]) -> Result<bool, String> {
     let mut panels = Vec::new();
     for g in workloads(records, "latency") {
+        let wl = name(records, &g);
         for (key, name) in [("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")] {
             panels.push(Panel {
-                title: format!("UDP ping-pong round trip, {name} (us)"),
+                title: format!("{wl}: UDP ping-pong round trip, {name} (us)"),
                 y_desc: "us",
                 bars: bars(&g, key, 1.0),
                 decimals: 1,
@@ -195,6 +220,256 @@ fn latency(path: &Path, records: &[Record]) -> Result<bool, String> {
         }
     }
     draw(path, &panels)
+}
+
+/// Bars grouped by set-up, one bar per scenario (series) in each group.
+struct Grouped {
+    title: String,
+    y_desc: &'static str,
+    /// The set-ups, in the run's order.
+    groups: Vec<String>,
+    /// The scenarios: name, colour, and per group its value (if measured).
+    series: Vec<(String, RGBColor, Vec<Option<Stat>>)>,
+    decimals: usize,
+    /// A horizontal line at this value (1.0 for ratios).
+    reference: Option<f64>,
+}
+
+/// A scenario's colour: its forwarder's hue, lighter for VXLAN encapsulation, darker
+/// for the decap direction (`-decap`, `-rev`).
+fn series_color(r: &Record) -> RGBColor {
+    let RGBColor(cr, cg, cb) = color(r);
+    let sc = r.scenario.as_str();
+    let f = |c: u8, t: f64| -> u8 {
+        if t >= 0.0 {
+            (c as f64 + (255.0 - c as f64) * t) as u8
+        } else {
+            (c as f64 * (1.0 + t)) as u8
+        }
+    };
+    let t = if sc.ends_with("-decap") || sc.ends_with("-rev") {
+        -0.45
+    } else if sc.contains("-vxlan") {
+        0.45
+    } else {
+        0.0
+    };
+    RGBColor(f(cr, t), f(cg, t), f(cb, t))
+}
+
+fn setups(path: &Path, records: &[Record]) -> Result<bool, String> {
+    let groups: Vec<String> = crate::report::by_setup(records)
+        .iter()
+        .map(|(s, _)| s.name.clone())
+        .collect();
+    if groups.len() < 2 {
+        return Ok(false);
+    }
+    let churned = |r: &Record| r.stats.contains_key("route_changes_per_s");
+    let mut wls: Vec<&str> = Vec::new();
+    for r in records.iter().filter(|r| r.kind == "udp" && !churned(r)) {
+        if !wls.contains(&r.workload.as_str()) {
+            wls.push(&r.workload);
+        }
+    }
+    let mut panels = Vec::new();
+    for wl in wls {
+        let of_wl: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.workload == wl && !churned(r))
+            .collect();
+        if groups
+            .iter()
+            .filter(|g| of_wl.iter().any(|r| &r.setup == *g))
+            .count()
+            < 2
+        {
+            continue;
+        }
+        // One series per scenario that has the value under at least one set-up.
+        let series = |of: &dyn Fn(&Record) -> Option<&Stat>, scale: f64| {
+            let mut out: Vec<(String, RGBColor, Vec<Option<Stat>>)> = Vec::new();
+            for r in &of_wl {
+                if out.iter().any(|(n, ..)| *n == r.scenario) {
+                    continue;
+                }
+                let vals: Vec<Option<Stat>> = groups
+                    .iter()
+                    .map(|g| {
+                        let x = of_wl
+                            .iter()
+                            .find(|x| &x.setup == g && x.scenario == r.scenario)?;
+                        let s = of(x).filter(|s| s.median.is_finite())?;
+                        Some(Stat {
+                            median: s.median * scale,
+                            min: s.min * scale,
+                            max: s.max * scale,
+                        })
+                    })
+                    .collect();
+                if vals.iter().any(Option::is_some) {
+                    out.push((r.scenario.clone(), series_color(r), vals));
+                }
+            }
+            out
+        };
+        // Per busy core (the metric) and per task core (blind to other load on
+        // the forwarding CPU, the one to compare across set-ups on a shared machine).
+        for (metric, per) in [
+            ("pps_per_core", "per busy core"),
+            ("pps_per_task_core", "per task core"),
+        ] {
+            let ratio = format!("ratio_{metric}");
+            panels.push(Grouped {
+                title: format!("{wl}: the kernel's Mpps {per}, per set-up"),
+                y_desc: "Mpps / core",
+                groups: groups.clone(),
+                series: series(
+                    &|r| {
+                        (r.backend == "kernel")
+                            .then(|| r.stats.get(metric))
+                            .flatten()
+                    },
+                    1e-6,
+                ),
+                decimals: 3,
+                reference: None,
+            });
+            panels.push(Grouped {
+                title: format!("{wl}: {per}, ratio to the kernel of the same set-up"),
+                y_desc: "x kernel",
+                groups: groups.clone(),
+                series: series(&|r| r.vs_baseline.get(&ratio), 1.0),
+                decimals: 2,
+                reference: Some(1.0),
+            });
+            panels.push(Grouped {
+                title: format!("{wl}: {per}, fraction of its own limit in the same set-up"),
+                y_desc: "x limit",
+                groups: groups.clone(),
+                series: series(&|r| r.vs_limit.get(&ratio), 1.0),
+                decimals: 2,
+                reference: Some(1.0),
+            });
+        }
+    }
+    let panels: Vec<&Grouped> = panels.iter().filter(|p| !p.series.is_empty()).collect();
+    if panels.is_empty() {
+        return Ok(false);
+    }
+    const SLOT: u32 = 30;
+    const LEGEND: u32 = 230;
+    let slots = |p: &Grouped| (p.groups.len() * (p.series.len() + 1)) as u32;
+    let width = (LEGEND + 100 + SLOT * panels.iter().map(|p| slots(p)).max().unwrap_or(1)).max(900);
+    let height = 380 * panels.len() as u32;
+    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    for (area, p) in root.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+        let (plot, legend) = area.split_horizontally(width - LEGEND);
+        grouped_panel(&plot, p).map_err(|e| err(&e))?;
+        for (i, (n, c, _)) in p.series.iter().enumerate() {
+            let y = 46 + 20 * i as i32;
+            legend
+                .draw(&Rectangle::new([(6, y), (20, y + 14)], c.filled()))
+                .map_err(|e| err(&e))?;
+            legend
+                .draw(&Text::new(n.clone(), (26, y), (FAMILY, 14)))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(true)
+}
+
+fn grouped_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    p: &Grouped,
+) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+    let per = p.series.len() + 1;
+    // Slots: the series of group 0, a gap, the series of group 1, ...
+    let n = p.groups.len() * per - 1;
+    let slot = |g: usize, i: usize| g * per + i;
+    let top = p
+        .series
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().flatten().flat_map(|s| [s.max, s.median]))
+        .chain(p.reference)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let top = if top > 0.0 { top * 1.18 } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&p.title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
+    let (groups, mid) = (p.groups.clone(), p.series.len() / 2);
+    let fmt_x = move |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) if i % per == mid => {
+            groups.get(i / per).cloned().unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&fmt_x)
+        .x_label_style((FAMILY, 14))
+        .y_label_style((FAMILY, 13))
+        .y_desc(p.y_desc)
+        .draw()?;
+    let bars: Vec<(usize, RGBColor, Stat)> = p
+        .series
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, c, v))| {
+            v.iter()
+                .enumerate()
+                .filter_map(move |(g, s)| Some((slot(g, i), *c, s.clone()?)))
+        })
+        .collect();
+    chart.draw_series(bars.iter().map(|(x, c, s)| {
+        let mut r = Rectangle::new(
+            [
+                (SegmentValue::Exact(*x), 0.0),
+                (SegmentValue::Exact(*x + 1), s.median),
+            ],
+            c.filled(),
+        );
+        r.set_margin(0, 0, 3, 3);
+        r
+    }))?;
+    chart.draw_series(
+        bars.iter()
+            .filter(|(_, _, s)| s.min < s.max)
+            .map(|(x, _, s)| {
+                PathElement::new(
+                    vec![
+                        (SegmentValue::CenterOf(*x), s.min),
+                        (SegmentValue::CenterOf(*x), s.max),
+                    ],
+                    BLACK.stroke_width(1),
+                )
+            }),
+    )?;
+    if let Some(y) = p.reference {
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(SegmentValue::Exact(0), y), (SegmentValue::Exact(n), y)],
+            BLACK.mix(0.6).stroke_width(1),
+        )))?;
+    }
+    let label_style =
+        TextStyle::from((FAMILY, 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    chart.draw_series(bars.iter().map(|(x, _, s)| {
+        Text::new(
+            format!("{:.*}", p.decimals, s.median),
+            (SegmentValue::CenterOf(*x), s.max.max(s.median) + top * 0.01),
+            label_style.clone(),
+        )
+    }))?;
+    Ok(())
 }
 
 /// Draws the panels one above the other; false (and no file) if there are none.

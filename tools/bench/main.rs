@@ -45,18 +45,23 @@
 //!   also reported as a fraction of it.
 //! - Set-up variants (`--qdisc`, `--flows`, `--udp-gro-fwd`, `--defer-hard-irqs`,
 //!   `--gro-flush-timeout`) change what the kernel baseline pays; recorded in the results
-//!   (docs/BENCHMARKS.md, "Limits and set-ups").
+//!   (docs/BENCHMARKS.md, "Limits and set-ups"). `--setups a,b,...|all` measures named
+//!   set-ups (setups.rs) side by side in one run: each round runs every scenario under
+//!   every set-up, every record names its set-up, and baselines, limits and ratios are
+//!   taken within a set-up and round; the report adds a table per UDP workload with a
+//!   column per set-up, and `...-setups.png`.
 //! - CPU: CPU 1 busy from /proc/stat, and the CPU time of node A's forwarding tasks (its
 //!   NAPI kthreads, podfwd's threads or the reference forwarder) from /proc/<pid>/stat.
 //!
-//! Results: `results/bench-<unix time>.{json,md}`, `...-{udp,tcp,latency}.png`, and
-//! the same as `results/latest.*`.
+//! Results: `results/bench-<unix time>.{json,md}`, `...-{udp,tcp,latency,setups}.png`,
+//! and the same as `results/latest.*`.
 
 mod charts;
 mod gen;
 mod limit;
 mod pingpong;
 mod report;
+mod setups;
 mod sink;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +69,7 @@ use podfwd::config::{Backend, Mode};
 use podfwd::lab::{Cluster, ClusterSpec, NodeKind, SIDES};
 use podfwd::netns::Netns;
 use report::{CpuUse, Measured, RunSample};
+use setups::SetupSpec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,6 +220,22 @@ struct RunArgs {
     /// NAPI kthread is re-polled by a timer instead of woken per burst.
     #[arg(long, default_value_t = 0)]
     gro_flush_timeout: u64,
+    /// Comma-separated named set-ups to measure side by side, or `all` (default,
+    /// uplink, noqueue, uplink-1flow, uplink-1flow-grofwd, uplink-grofwd,
+    /// uplink-deferred; docs/BENCHMARKS.md "Limits and set-ups"). Each round runs every
+    /// scenario under every set-up; ratios are taken within a set-up and round. Instead
+    /// of --qdisc, --flows, --udp-gro-fwd, --defer-hard-irqs, --gro-flush-timeout.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with_all = ["qdisc", "flows", "udp_gro_fwd", "defer_hard_irqs", "gro_flush_timeout"]
+    )]
+    setups: Vec<String>,
+    /// Comma-separated workloads run under the set-ups after the first (default: the
+    /// same as --workloads); the first set-up runs all of --workloads. The full run
+    /// (tools/bench.sh without arguments) is `--setups all --sweep-workloads udp-64B`.
+    #[arg(long, value_delimiter = ',', requires = "setups")]
+    sweep_workloads: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -759,6 +781,7 @@ fn run_main(a: &RunArgs) -> Result<()> {
     }
     let scenarios = pick(&a.scenarios, &SCENARIOS, |s| s.name, "scenario")?;
     let workloads = pick(&a.workloads, &WORKLOADS, |w| w.name, "workload")?;
+    let plan = plan(a, &workloads)?;
     // Before anything is measured: the charts need a font.
     charts::load_font(a.font.as_deref()).map_err(BenchError::Msg)?;
     podfwd::netns::require_root().map_err(BenchError::Msg)?;
@@ -796,39 +819,61 @@ fn run_main(a: &RunArgs) -> Result<()> {
         stop,
     };
     let started = Instant::now();
-    let mut samples: Vec<(Scenario, Workload, RunSample)> = Vec::new();
+    eprintln!(
+        "podfwd-bench: {} round(s) x {} set-up(s) x {} scenario(s), about {:.0} min",
+        runs,
+        plan.len(),
+        scenarios.len(),
+        estimate_secs(&plan, &scenarios, runs, secs) / 60.0
+    );
+    // (set-up index in the plan, scenario, workload, run)
+    let mut samples: Vec<(usize, Scenario, Workload, RunSample)> = Vec::new();
     // A failed scenario or workload is reported and the bench goes on; the results of
     // what did run are written either way, and the exit status says something failed.
     let mut failures: Vec<String> = Vec::new();
     let mut interrupted = false;
+    // Rounds interleave set-ups and scenarios (set-up 1: A B C, set-up 2: A B C, ...,
+    // then again), so slow drifts of the shared machine hit all of them, and a podfwd
+    // scenario runs next to its kernel baseline and limit of the same set-up.
+    let sweep = plan.len() > 1;
     'rounds: for r in 0..runs {
-        for sc in &scenarios {
-            eprintln!("podfwd-bench: run {}/{runs} {}", r + 1, sc.name);
-            let b = match Bench::prepare(&ctx, sc) {
-                Ok(b) => b,
-                Err(BenchError::Interrupted) => {
-                    interrupted = true;
-                    break 'rounds;
-                }
-                Err(e) => {
-                    eprintln!("  FAILED to build the scenario: {e}");
-                    failures.push(format!("run {} {}: {e}", r + 1, sc.name));
+        for (si, (setup, wls)) in plan.iter().enumerate() {
+            for sc in &scenarios {
+                if !wls.iter().any(|w| w.applies_to(sc)) {
                     continue;
                 }
-            };
-            for wl in workloads.iter().filter(|w| w.applies_to(sc)) {
-                match ctx.check().and_then(|()| b.run(&ctx, sc, wl, r)) {
-                    Ok(s) => {
-                        eprintln!("  {:<9} {}", wl.name, s.summary(a.fwd_cpu));
-                        samples.push((*sc, *wl, s));
-                    }
+                let what = if sweep {
+                    format!("[{}] {}", setup.name, sc.name)
+                } else {
+                    sc.name.to_string()
+                };
+                eprintln!("podfwd-bench: run {}/{runs} {what}", r + 1);
+                let b = match Bench::prepare(&ctx, sc, setup) {
+                    Ok(b) => b,
                     Err(BenchError::Interrupted) => {
                         interrupted = true;
                         break 'rounds;
                     }
                     Err(e) => {
-                        eprintln!("  {:<9} FAILED: {e}", wl.name);
-                        failures.push(format!("run {} {} {}: {e}", r + 1, sc.name, wl.name));
+                        eprintln!("  FAILED to build the scenario: {e}");
+                        failures.push(format!("run {} {what}: {e}", r + 1));
+                        continue;
+                    }
+                };
+                for wl in wls.iter().filter(|w| w.applies_to(sc)) {
+                    match ctx.check().and_then(|()| b.run(&ctx, sc, wl, r)) {
+                        Ok(s) => {
+                            eprintln!("  {:<9} {}", wl.name, s.summary(a.fwd_cpu));
+                            samples.push((si, *sc, *wl, s));
+                        }
+                        Err(BenchError::Interrupted) => {
+                            interrupted = true;
+                            break 'rounds;
+                        }
+                        Err(e) => {
+                            eprintln!("  {:<9} FAILED: {e}", wl.name);
+                            failures.push(format!("run {} {what} {}: {e}", r + 1, wl.name));
+                        }
                     }
                 }
             }
@@ -844,17 +889,13 @@ fn run_main(a: &RunArgs) -> Result<()> {
     let settings = report::Settings {
         runs,
         secs,
-        flows: a.flows,
+        flows: plan[0].0.flows,
         latency_rate: a.latency_rate,
         fwd_cpu: a.fwd_cpu,
         gen_cpu: a.gen_cpu,
         quick: a.quick,
-        setup: report::Setup {
-            qdisc: a.qdisc.to_string(),
-            udp_gro_fwd: a.udp_gro_fwd,
-            defer_hard_irqs: a.defer_hard_irqs,
-            gro_flush_timeout_ns: a.gro_flush_timeout,
-        },
+        setup: plan[0].0.to_report(),
+        setups: plan.iter().map(|(s, _)| s.name.to_string()).collect(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         load_before,
         load_after: std::fs::read_to_string("/proc/loadavg")
@@ -863,7 +904,21 @@ fn run_main(a: &RunArgs) -> Result<()> {
             .to_string(),
         wall_secs: started.elapsed().as_secs_f64(),
     };
-    let records = report::records(&scenarios, &workloads, &samples, &settings);
+    // Records per set-up: baselines, limits and ratios only within it (and per round).
+    let mut records = Vec::new();
+    for (si, (setup, wls)) in plan.iter().enumerate() {
+        let mine: Vec<(Scenario, Workload, RunSample)> = samples
+            .iter()
+            .filter(|(i, ..)| *i == si)
+            .map(|(_, sc, wl, r)| (*sc, *wl, r.clone()))
+            .collect();
+        let settings = report::Settings {
+            flows: setup.flows,
+            setup: setup.to_report(),
+            ..settings.clone()
+        };
+        records.extend(report::records(&scenarios, wls, &mine, &settings));
+    }
     let paths = report::write(&a.out, &records)?;
     for p in paths {
         eprintln!("podfwd-bench: wrote {}", p.display());
@@ -882,6 +937,64 @@ fn run_main(a: &RunArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The set-ups to measure, each with its workloads: `--setups` (the first with
+/// `--workloads`, the others with `--sweep-workloads` if given), or the one set-up of
+/// the single set-up flags.
+fn plan(a: &RunArgs, workloads: &[Workload]) -> Result<Vec<(SetupSpec, Vec<Workload>)>> {
+    if a.setups.is_empty() {
+        let s = SetupSpec::from_flags(
+            a.qdisc,
+            a.flows,
+            a.udp_gro_fwd,
+            a.defer_hard_irqs,
+            a.gro_flush_timeout,
+        );
+        return Ok(vec![(s, workloads.to_vec())]);
+    }
+    let setups = setups::parse(&a.setups).map_err(BenchError::Msg)?;
+    let sweep_workloads = if a.sweep_workloads.is_empty() {
+        workloads.to_vec()
+    } else {
+        pick(&a.sweep_workloads, &WORKLOADS, |w| w.name, "workload")?
+    };
+    Ok(setups
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let w = if i == 0 { workloads } else { &sweep_workloads };
+            (s, w.to_vec())
+        })
+        .collect())
+}
+
+/// Rough wall time of a run (seconds): per scenario, a cluster; per workload its window
+/// and what surrounds it (UDP: 1 s of warm-up and 1 s of the generator's tail).
+fn estimate_secs(
+    plan: &[(SetupSpec, Vec<Workload>)],
+    scenarios: &[Scenario],
+    runs: usize,
+    secs: f64,
+) -> f64 {
+    let mut t = 0.0;
+    for (_, wls) in plan {
+        for sc in scenarios {
+            let mine: Vec<&Workload> = wls.iter().filter(|w| w.applies_to(sc)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            t += 0.8;
+            for w in mine {
+                t += match w.kind {
+                    WorkloadKind::Udp { .. } => secs + 2.6,
+                    WorkloadKind::Tcp { .. } => secs.ceil().max(1.0) + 0.8,
+                    WorkloadKind::Latency => secs + 0.6,
+                };
+            }
+        }
+    }
+    t * runs as f64
 }
 
 /// Pids of the threaded-NAPI kernel threads (`napi/<dev>-<id>`, name truncated).
@@ -1140,10 +1253,12 @@ struct Bench {
     probe: [u32; 3],
     /// The reference forwarder on node A (limit scenarios).
     reference: Option<u32>,
+    /// The set-up it was built with.
+    setup: SetupSpec,
 }
 
 impl Bench {
-    fn prepare(ctx: &Ctx, sc: &Scenario) -> Result<Bench> {
+    fn prepare(ctx: &Ctx, sc: &Scenario, setup: &SetupSpec) -> Result<Bench> {
         let a = &ctx.args;
         ctx.check()?;
         let fwd_cores: &'static [usize] = Box::leak(vec![a.fwd_cpu].into_boxed_slice());
@@ -1173,7 +1288,7 @@ impl Bench {
             // A qdisc (the default set-up): veth stops its queue when the peer's ring is
             // full, so TCP gets back-pressure instead of drops (with noqueue: 10^5
             // retransmits per second). `--qdisc noqueue`: veth's own default.
-            match a.qdisc.of(dev) {
+            match setup.qdisc.of(dev) {
                 Qdisc::Pfifo => ns.exec(&[
                     "tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "1000",
                 ])?,
@@ -1181,7 +1296,7 @@ impl Bench {
             };
             // ends() lists node A's two devices first: the set-up variants are node A's.
             if i < 2 {
-                if a.udp_gro_fwd {
+                if setup.udp_gro_fwd {
                     ns.exec(&["ethtool", "-K", dev, "rx-udp-gro-forwarding", "on"])?;
                 }
                 let sysfs = format!("/sys/class/net/{dev}");
@@ -1190,7 +1305,7 @@ impl Bench {
                     "-c",
                     &format!(
                         "echo {} > {sysfs}/napi_defer_hard_irqs && echo {} > {sysfs}/gro_flush_timeout",
-                        a.defer_hard_irqs, a.gro_flush_timeout
+                        setup.defer_hard_irqs, setup.gro_flush_timeout
                     ),
                 ])?;
             }
@@ -1221,6 +1336,7 @@ impl Bench {
             napi_other,
             probe,
             reference,
+            setup: *setup,
         })
     }
 
@@ -1437,7 +1553,7 @@ impl Bench {
         let me = ctx.me.display().to_string();
         let (frame_len, flows, gen_secs, cpu) = (
             frame_len.to_string(),
-            a.flows.to_string(),
+            self.setup.flows.to_string(),
             gen_secs.to_string(),
             a.gen_cpu.to_string(),
         );
@@ -1747,6 +1863,84 @@ mod tests {
             .map(|w| w.name)
             .collect();
         assert_eq!(names, ["udp-64B", "udp-1400B"]);
+    }
+
+    fn run_args(args: &[&str]) -> std::result::Result<RunArgs, clap::Error> {
+        let argv = ["podfwd-bench", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.cmd {
+            Cmd::Run(a) => Ok(a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn setups_are_refused_with_the_single_setup_flags() {
+        for flag in [
+            &["--qdisc", "uplink"][..],
+            &["--flows", "1"],
+            &["--udp-gro-fwd"],
+            &["--defer-hard-irqs", "2"],
+            &["--gro-flush-timeout", "20000"],
+        ] {
+            let mut args = vec!["--setups", "default,uplink"];
+            args.extend_from_slice(flag);
+            let e = run_args(&args).err().unwrap_or_else(|| panic!("{flag:?}"));
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag:?}"
+            );
+            assert!(e.to_string().contains("--setups"), "{e}");
+        }
+        // --sweep-workloads only with --setups.
+        let e = run_args(&["--sweep-workloads", "udp-64B"]).err().unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(run_args(&["--setups", "all", "--runs", "2"]).is_ok());
+    }
+
+    #[test]
+    fn the_plan_runs_every_setup_and_the_sweep_workloads_after_the_first() {
+        let names = |p: &[(SetupSpec, Vec<Workload>)]| -> Vec<(&str, Vec<&str>)> {
+            p.iter()
+                .map(|(s, w)| (s.name, w.iter().map(|w| w.name).collect()))
+                .collect()
+        };
+        let wls = |a: &RunArgs| pick(&a.workloads, &WORKLOADS, |w| w.name, "workload").unwrap();
+        let a = run_args(&["--setups", "all", "--sweep-workloads", "udp-64B"]).unwrap();
+        let p = plan(&a, &wls(&a)).unwrap();
+        assert_eq!(p.len(), 7);
+        assert_eq!(p[0].1.len(), WORKLOADS.len(), "the first: every workload");
+        assert!(p[1..]
+            .iter()
+            .all(|(_, w)| w.len() == 1 && w[0].name == "udp-64B"));
+        let a = run_args(&[
+            "--setups",
+            "noqueue,uplink-1flow",
+            "--workloads",
+            "udp-64B,udp-1400B",
+        ])
+        .unwrap();
+        assert_eq!(
+            names(&plan(&a, &wls(&a)).unwrap()),
+            [
+                ("noqueue", vec!["udp-64B", "udp-1400B"]),
+                ("uplink-1flow", vec!["udp-64B", "udp-1400B"])
+            ]
+        );
+        // Without --setups: the flags' one set-up, named if it is one of the table's.
+        let a = run_args(&["--qdisc", "uplink", "--flows", "1"]).unwrap();
+        let p = plan(&a, &wls(&a)).unwrap();
+        assert_eq!((p.len(), p[0].0.name, p[0].0.flows), (1, "uplink-1flow", 1));
+        let a = run_args(&["--setups", "uplink,bogus"]).unwrap();
+        let e = plan(&a, &wls(&a)).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown set-up \"bogus\"; valid: default, uplink"),
+            "{e}"
+        );
+        // The estimate counts a cluster per set-up and scenario, and each UDP window.
+        let one = [(setups::SETUPS[0], vec![WORKLOADS[0]])];
+        let t = estimate_secs(&one, &SCENARIOS[..2], 3, 3.0);
+        assert!((t - 3.0 * 2.0 * (0.8 + 5.6)).abs() < 1e-9, "{t}");
     }
 
     #[test]
