@@ -46,30 +46,40 @@ const WORKLOADS: [&str; 6] = [
     "udp-64B-churn",
 ];
 
+/// Whether the machine has the bench's two CPUs (prints why the test skips if not).
+fn two_cpus() -> bool {
+    let ok = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if !ok {
+        crate::harness::print_skip("the bench needs 2 CPUs");
+    }
+    ok
+}
+
+/// `podfwd-bench run --quick <args>` into a fresh `out_dir`; asserts it succeeded and
+/// returns its log (stderr).
+fn run_quick(args: &[&str], out_dir: &Path) -> String {
+    let _ = std::fs::remove_dir_all(out_dir);
+    let out = Command::new(bench_exe())
+        .args(["run", "--quick"])
+        .args(args)
+        .args(["--podfwd", env!("CARGO_BIN_EXE_podfwd"), "--out"])
+        .arg(out_dir)
+        .output()
+        .expect("run podfwd-bench");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "podfwd-bench failed:\n{log}");
+    log
+}
+
 #[test]
 fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results() {
     skip_unless_root!();
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        crate::harness::print_skip("the bench needs 2 CPUs");
+    if !two_cpus() {
         return;
     }
     let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = std::env::temp_dir().join(format!("podfwd-bench-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let bench = bench_exe();
-    let out = Command::new(&bench)
-        .args([
-            "run",
-            "--quick",
-            "--podfwd",
-            env!("CARGO_BIN_EXE_podfwd"),
-            "--out",
-        ])
-        .arg(&out_dir)
-        .output()
-        .expect("run podfwd-bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "podfwd-bench failed:\n{stderr}");
+    let stderr = run_quick(&[], &out_dir);
     check_json(&out_dir, &stderr);
     check_markdown(&out_dir);
     for chart in ["udp", "tcp", "latency"] {
@@ -87,37 +97,28 @@ fn bench_quick_runs_every_scenario_and_workload_and_writes_well_formed_results()
 #[test]
 fn bench_setup_sweep_shows_the_setups_side_by_side_with_ratios_within_each() {
     skip_unless_root!();
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        crate::harness::print_skip("the bench needs 2 CPUs");
+    if !two_cpus() {
         return;
     }
     let _one = ONE_BENCH.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir =
         std::env::temp_dir().join(format!("podfwd-bench-sweep-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
     let (setups, scenarios) = (
         ["default", "uplink"],
         ["kernel-host-gw", "afxdp-host-gw", "afxdp-limit"],
     );
-    let out = Command::new(bench_exe())
-        .args([
-            "run",
-            "--quick",
+    let (setup_list, scenario_list) = (setups.join(","), scenarios.join(","));
+    let log = run_quick(
+        &[
             "--setups",
-            &setups.join(","),
+            &setup_list,
             "--scenarios",
-            &scenarios.join(","),
+            &scenario_list,
             "--workloads",
             "udp-64B",
-            "--podfwd",
-            env!("CARGO_BIN_EXE_podfwd"),
-            "--out",
-        ])
-        .arg(&out_dir)
-        .output()
-        .expect("run podfwd-bench");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "podfwd-bench failed:\n{log}");
+        ],
+        &out_dir,
+    );
     let json = std::fs::read_to_string(out_dir.join("latest.json")).expect("latest.json");
     let v: Value = serde_json::from_str(&json).expect("latest.json parses");
     let records = v.as_array().expect("an array of records");

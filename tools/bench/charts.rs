@@ -159,7 +159,7 @@ fn udp(path: &Path, records: &[Record]) -> Result<bool, String> {
             decimals: 3,
         });
         panels.push(Panel {
-            title: format!("{wl}: per task core, ratio to the kernel of the same direction"),
+            title: format!("{wl}: per task core, x the kernel (same direction)"),
             y_desc: "x kernel",
             // A churn workload's comparison is with its own quiet run, not the kernel.
             bars: bars_of(
@@ -382,45 +382,12 @@ fn setups(path: &Path, records: &[Record]) -> Result<bool, String> {
     Ok(true)
 }
 
-fn grouped_panel(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
-    p: &Grouped,
-) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+fn grouped_panel(area: &Area<'_>, p: &Grouped) -> DrawResult<()> {
     let per = p.series.len() + 1;
     // Slots: the series of group 0, a gap, the series of group 1, ...
     let n = p.groups.len() * per - 1;
     let slot = |g: usize, i: usize| g * per + i;
-    let top = p
-        .series
-        .iter()
-        .flat_map(|(_, _, v)| v.iter().flatten().flat_map(|s| [s.max, s.median]))
-        .chain(p.reference)
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.18 } else { 1.0 };
-    let mut chart = ChartBuilder::on(area)
-        .caption(&p.title, (FAMILY, 20))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
-    let (groups, mid) = (p.groups.clone(), p.series.len() / 2);
-    let fmt_x = move |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) if i % per == mid => {
-            groups.get(i / per).cloned().unwrap_or_default()
-        }
-        _ => String::new(),
-    };
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&fmt_x)
-        .x_label_style((FAMILY, 14))
-        .y_label_style((FAMILY, 13))
-        .y_desc(p.y_desc)
-        .draw()?;
-    let bars: Vec<(usize, RGBColor, Stat)> = p
+    let bars: Vec<SlotBar> = p
         .series
         .iter()
         .enumerate()
@@ -430,45 +397,29 @@ fn grouped_panel(
                 .filter_map(move |(g, s)| Some((slot(g, i), *c, s.clone()?)))
         })
         .collect();
-    chart.draw_series(bars.iter().map(|(x, c, s)| {
-        let mut r = Rectangle::new(
-            [
-                (SegmentValue::Exact(*x), 0.0),
-                (SegmentValue::Exact(*x + 1), s.median),
-            ],
-            c.filled(),
-        );
-        r.set_margin(0, 0, 3, 3);
-        r
-    }))?;
-    chart.draw_series(
-        bars.iter()
-            .filter(|(_, _, s)| s.min < s.max)
-            .map(|(x, _, s)| {
-                PathElement::new(
-                    vec![
-                        (SegmentValue::CenterOf(*x), s.min),
-                        (SegmentValue::CenterOf(*x), s.max),
-                    ],
-                    BLACK.stroke_width(1),
-                )
-            }),
-    )?;
+    let top = top_of(&bars, p.reference);
+    let (groups, mid) = (p.groups.clone(), p.series.len() / 2);
+    let fmt_x = move |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) if i % per == mid => {
+            groups.get(i / per).cloned().unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let look = Look {
+        x_label_size: 14,
+        bar_margin: 3,
+        whisker_width: 1,
+        value_size: 10,
+        decimals: p.decimals,
+    };
+    let mut chart = axes(area, &p.title, p.y_desc, n, top, &fmt_x, &look)?;
+    draw_bars(&mut chart, &bars, top, &look)?;
     if let Some(y) = p.reference {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(SegmentValue::Exact(0), y), (SegmentValue::Exact(n), y)],
             BLACK.mix(0.6).stroke_width(1),
         )))?;
     }
-    let label_style =
-        TextStyle::from((FAMILY, 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
-    chart.draw_series(bars.iter().map(|(x, _, s)| {
-        Text::new(
-            format!("{:.*}", p.decimals, s.median),
-            (SegmentValue::CenterOf(*x), s.max.max(s.median) + top * 0.01),
-            label_style.clone(),
-        )
-    }))?;
     Ok(())
 }
 
@@ -491,90 +442,137 @@ fn draw(path: &Path, panels: &[Panel]) -> Result<bool, String> {
     Ok(true)
 }
 
-fn panel(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
-    p: &Panel,
-) -> Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
+fn panel(area: &Area<'_>, p: &Panel) -> DrawResult<()> {
     let n = p.bars.len();
-    let top = p
+    let bars: Vec<SlotBar> = p
         .bars
         .iter()
-        .flat_map(|b| [b.stat.max, b.stat.median])
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.18 } else { 1.0 };
-    let mut chart = ChartBuilder::on(area)
-        .caption(&p.title, (FAMILY, 20))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        // A range 0..m segments into m + 1 slots: one per bar.
-        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
+        .enumerate()
+        .filter(|(_, b)| b.stat.median.is_finite())
+        .map(|(i, b)| (i, b.color, b.stat.clone()))
+        .collect();
+    let top = top_of(&bars, None);
     let labels: Vec<String> = p.bars.iter().map(|b| b.label.clone()).collect();
     let fmt_x = move |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
         _ => String::new(),
     };
+    let look = Look {
+        x_label_size: 13,
+        bar_margin: 22,
+        whisker_width: 2,
+        value_size: 14,
+        decimals: p.decimals,
+    };
+    let mut chart = axes(area, &p.title, p.y_desc, n, top, &fmt_x, &look)?;
+    draw_bars(&mut chart, &bars, top, &look)
+}
+
+type Area<'b> = DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;
+type DrawResult<T> =
+    Result<T, DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
+type Axes<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
+/// A bar in its slot: slot, colour, median with min–max.
+type SlotBar = (usize, RGBColor, Stat);
+
+/// What differs between the charts' panels.
+struct Look {
+    x_label_size: u32,
+    /// Pixels between a bar and its slot's edges.
+    bar_margin: u32,
+    whisker_width: u32,
+    /// Font size of the value above each bar.
+    value_size: u32,
+    decimals: usize,
+}
+
+/// The y axis' top: the highest median or maximum (or reference line), plus room for the
+/// values written above the bars.
+fn top_of(bars: &[SlotBar], reference: Option<f64>) -> f64 {
+    let top = bars
+        .iter()
+        .flat_map(|(_, _, s)| [s.max, s.median])
+        .chain(reference)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    if top > 0.0 {
+        top * 1.18
+    } else {
+        1.0
+    }
+}
+
+/// A panel's axes: `n` bar slots labelled by `fmt_x`, y from 0 to `top`.
+fn axes<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    y_desc: &str,
+    n: usize,
+    top: f64,
+    fmt_x: &dyn Fn(&SegmentValue<usize>) -> String,
+    look: &Look,
+) -> DrawResult<Axes<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FAMILY, 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        // A range 0..m segments into m + 1 slots: one per bar.
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
-        .x_label_formatter(&fmt_x)
-        .x_label_style((FAMILY, 13))
+        .x_label_formatter(fmt_x)
+        .x_label_style((FAMILY, look.x_label_size))
         .y_label_style((FAMILY, 13))
-        .y_desc(p.y_desc)
+        .y_desc(y_desc)
         .draw()?;
-    let finite = |b: &&Bar| b.stat.median.is_finite();
+    Ok(chart)
+}
+
+/// Bars of the medians, min–max whiskers, and each median written above its bar.
+fn draw_bars(chart: &mut Axes<'_, '_>, bars: &[SlotBar], top: f64, look: &Look) -> DrawResult<()> {
+    chart.draw_series(bars.iter().map(|(x, c, s)| {
+        let mut r = Rectangle::new(
+            [
+                (SegmentValue::Exact(*x), 0.0),
+                (SegmentValue::Exact(*x + 1), s.median),
+            ],
+            c.filled(),
+        );
+        r.set_margin(0, 0, look.bar_margin, look.bar_margin);
+        r
+    }))?;
     chart.draw_series(
-        p.bars
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| finite(b))
-            .map(|(i, b)| {
-                let mut r = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), b.stat.median),
-                    ],
-                    b.color.filled(),
-                );
-                r.set_margin(0, 0, 22, 22);
-                r
-            }),
-    )?;
-    chart.draw_series(
-        p.bars
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| finite(b) && b.stat.min < b.stat.max)
-            .map(|(i, b)| {
+        bars.iter()
+            .filter(|(_, _, s)| s.min < s.max)
+            .map(|(x, _, s)| {
                 PathElement::new(
                     vec![
-                        (SegmentValue::CenterOf(i), b.stat.min),
-                        (SegmentValue::CenterOf(i), b.stat.max),
+                        (SegmentValue::CenterOf(*x), s.min),
+                        (SegmentValue::CenterOf(*x), s.max),
                     ],
-                    BLACK.stroke_width(2),
+                    BLACK.stroke_width(look.whisker_width),
                 )
             }),
     )?;
-    let label_style =
-        TextStyle::from((FAMILY, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
-    chart.draw_series(
-        p.bars
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| finite(b))
-            .map(|(i, b)| {
-                Text::new(
-                    format!("{:.*}", p.decimals, b.stat.median),
-                    (
-                        SegmentValue::CenterOf(i),
-                        b.stat.max.max(b.stat.median) + top * 0.01,
-                    ),
-                    label_style.clone(),
-                )
-            }),
-    )?;
+    let label_style = TextStyle::from((FAMILY, look.value_size).into_font())
+        .pos(Pos::new(HPos::Center, VPos::Bottom));
+    chart.draw_series(bars.iter().map(|(x, _, s)| {
+        Text::new(
+            format!("{:.*}", look.decimals, s.median),
+            (SegmentValue::CenterOf(*x), s.max.max(s.median) + top * 0.01),
+            label_style.clone(),
+        )
+    }))?;
     Ok(())
 }
 
