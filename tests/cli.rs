@@ -19,11 +19,18 @@ fn example() -> String {
 }
 
 /// A file in this test binary's scratch directory, unique to the test.
+/// Writes `contents` to the scratch file `name`. Tests run in parallel and several write
+/// the same file while others run podfwd on it, so the file is replaced atomically (a
+/// reader never sees it half written; measured: a run read an empty config once).
 fn scratch_file(name: &str, contents: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}", std::process::id()));
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     path
 }
 
