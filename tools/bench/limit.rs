@@ -291,17 +291,7 @@ pub fn run_afxdp(spec: &LimitSpec, stop: &AtomicBool) -> Result<AfXdpTotals, Str
         if work > 0 {
             continue;
         }
-        for p in pollfds.iter_mut() {
-            p.revents = 0;
-        }
-        // SAFETY: `pollfds` is a valid array of `len` pollfd structs for the call.
-        let r = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 100) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(format!("poll: {e}"));
-            }
-        }
+        podfwd::backend::afxdp::wait_idle(&mut pollfds).map_err(|e| format!("poll: {e}"))?;
     }
     drop(held);
     Ok(totals)

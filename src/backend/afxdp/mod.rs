@@ -19,7 +19,7 @@ pub mod xdp;
 
 pub use classifiers::{Classifiers, Program};
 pub use sockets::{AfXdpError, QueueBinding, SocketSettings, WorkerSockets, FRAME_SIZE};
-pub use worker::{kick_tx, Misses, Worker};
+pub use worker::{kick_tx, wait_idle, Misses, Worker};
 
 use super::{Backend, BackendError, Ports, Workers};
 use crate::config::Backend as BackendKind;

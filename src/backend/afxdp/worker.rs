@@ -140,17 +140,7 @@ impl Worker {
                 std::hint::spin_loop();
                 continue;
             }
-            for p in pollfds.iter_mut() {
-                p.revents = 0;
-            }
-            // SAFETY: `pollfds` is a valid array of `len` pollfd structs for the call.
-            let r = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 100) };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+            wait_idle(&mut pollfds)?;
         }
         self.shared.publish(&self.counters);
         Ok(())
@@ -326,6 +316,25 @@ impl Worker {
         }
         Ok(n)
     }
+}
+
+/// Sleeps in `poll()` on the sockets `pollfds` until one is readable, or 100 ms pass (so
+/// the caller sees its stop flag), when a loop over the rings found no work. An
+/// interrupted `poll` is not an error. Public for the bench's bare forwarder
+/// (tools/bench/limit.rs), which must wait as the worker does.
+pub fn wait_idle(pollfds: &mut [libc::pollfd]) -> io::Result<()> {
+    for p in pollfds.iter_mut() {
+        p.revents = 0;
+    }
+    // SAFETY: `pollfds` is a valid array of `len` pollfd structs for the call.
+    let r = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 100) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Kicks the kernel to send what the tx ring `tx` (of `ring_size` slots) holds; returns

@@ -606,15 +606,7 @@ impl Classifier {
             repeat,
             ..Default::default()
         };
-        let out = self
-            .object
-            .progs_mut()
-            .find(|p| p.name() == PROGRAM_NAME)
-            .ok_or_else(|| XdpError::ObjectMismatch {
-                what: format!("program {PROGRAM_NAME:?} is missing"),
-            })?
-            .test_run(input)
-            .map_err(|e| bpf_error("BPF_PROG_TEST_RUN".to_string(), &self.iface, e))?;
+        let out = self.prog_test_run(input)?;
         Ok(TestRun {
             action: out.return_value,
             per_run: out.duration,
@@ -635,17 +627,24 @@ impl Classifier {
             repeat: 1,
             ..Default::default()
         };
-        let res = self
-            .object
+        let res = self.prog_test_run(input)?;
+        let bytes = res.data.map(|d| d.to_vec()).unwrap_or_default();
+        Ok((res.return_value, bytes))
+    }
+
+    /// `BPF_PROG_TEST_RUN` of the classifier program with `input`.
+    fn prog_test_run<'d>(
+        &self,
+        input: libbpf_rs::ProgramInput<'d>,
+    ) -> Result<libbpf_rs::ProgramOutput<'d>, XdpError> {
+        self.object
             .progs_mut()
             .find(|p| p.name() == PROGRAM_NAME)
             .ok_or_else(|| XdpError::ObjectMismatch {
                 what: format!("program {PROGRAM_NAME:?} is missing"),
             })?
             .test_run(input)
-            .map_err(|e| bpf_error("BPF_PROG_TEST_RUN".to_string(), &self.iface, e))?;
-        let bytes = res.data.map(|d| d.to_vec()).unwrap_or_default();
-        Ok((res.return_value, bytes))
+            .map_err(|e| bpf_error("BPF_PROG_TEST_RUN".to_string(), &self.iface, e))
     }
 }
 
